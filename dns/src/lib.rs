@@ -1,0 +1,1 @@
+//! The mvdns DNS server (built in the DNS server issue).

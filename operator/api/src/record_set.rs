@@ -1,0 +1,323 @@
+//! `MultiValueRecordSet` (`mvdns.io/v1alpha1`): the user's contract with mvdns.
+//!
+//! The doc comment on every field becomes its `kubectl explain` text, so they are
+//! written for users. Validation happens at admission: bounds and enums in the
+//! OpenAPI schema, cross-field and per-type value rules in CEL (see [`crate::rules`]).
+//! The same value rules exist in Rust ([`crate::value`]) for the operator and the DNS
+//! server, which never trust that an object passed admission.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::rules;
+
+/// A DNS name answered with up to eight healthy values picked at random per query
+/// (Route 53 multivalue answer routing). Values come from ready pods
+/// (`podSelector`) and from static endpoints (`values`), each optionally health-checked.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mvdns.io",
+    version = "v1alpha1",
+    kind = "MultiValueRecordSet",
+    plural = "multivaluerecordsets",
+    singular = "multivaluerecordset",
+    shortname = "mvrs",
+    category = "mvdns",
+    namespaced,
+    status = "MultiValueRecordSetStatus",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"DNS Name","type":"string","jsonPath":".spec.name"}"#,
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"integer","jsonPath":".status.healthyCount"}"#,
+    printcolumn = r#"{"name":"Total","type":"integer","jsonPath":".status.totalCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = rules::value_source_given(),
+    validation = rules::pod_selector_only_for_address_types(),
+    validation = rules::srv_pods_need_port(),
+    validation = rules::port_only_for_srv(),
+    validation = rules::values_are_ipv4_for_a(),
+    validation = rules::values_are_ipv6_for_aaaa(),
+    validation = rules::values_are_hostnames_for_cname_and_ns(),
+    validation = rules::values_are_mx(),
+    validation = rules::values_are_srv(),
+    validation = rules::values_are_txt(),
+    validation = rules::cname_has_one_value_source(),
+)]
+pub struct MultiValueRecordSetSpec {
+    /// Fully qualified DNS name this record set answers, e.g. `web.shop.example.internal.`
+    /// (the trailing dot is optional; case does not matter). It must fall inside a zone
+    /// the mvdns DNS server is configured to serve. Several record sets in one namespace
+    /// may share a name and type; their values are served together.
+    #[schemars(length(min = 1, max = 254))]
+    #[x_kube(validation = rules::name_is_fqdn())]
+    pub name: String,
+
+    /// DNS record type: A, AAAA, SRV, MX, TXT, CNAME or NS.
+    #[serde(rename = "type")]
+    pub record_type: RecordType,
+
+    /// Time to live of each answer, in seconds (0 to 86400). Keep it short: clients
+    /// cache answers this long, so it bounds how long a failed endpoint stays in use.
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub ttl: u32,
+
+    /// Most values in one answer, 1 to 8 (Route 53 answers with up to eight).
+    /// With more healthy values than this, each query gets a uniformly random subset.
+    #[serde(default = "default_max_answers")]
+    #[schemars(range(min = 1, max = 8))]
+    pub max_answers: u8,
+
+    /// What to answer when no value is healthy. `ReturnUnhealthy` (the default, Route 53's
+    /// fail-open) answers with unhealthy values, on the theory that a health check is more
+    /// likely wrong than every endpoint; `ReturnNone` answers with no records (NODATA).
+    #[serde(default)]
+    pub when_all_unhealthy: WhenAllUnhealthy,
+
+    /// How values are picked per query. `None` (default): uniformly at random.
+    /// `PreferSameZone`: healthy values in the client's topology zone first, then others.
+    #[serde(default)]
+    pub topology: Topology,
+
+    /// Pods whose readiness decides their value's health: a pod is healthy while its
+    /// Ready condition is True, it is not terminating, and it has an IP of the record's
+    /// family (IPv4 for A, IPv6 for AAAA). Only for types A, AAAA and SRV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+
+    /// SRV records backed by pods only: the container port, by name (e.g. `http`, looked
+    /// up in each pod's container ports) or by number (1-65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::port_is_name_or_number())]
+    pub port: Option<IntOrString>,
+
+    /// Static values, one per endpoint, as in Route 53 (at most 256). The format follows
+    /// the type: an IPv4 address for A, an IPv6 address for AAAA, a host name for CNAME
+    /// and NS, `PREFERENCE HOST` for MX, `PRIORITY WEIGHT PORT HOST` for SRV, and text
+    /// (up to 1024 characters) for TXT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(
+        validation = rules::set_identifiers_unique(),
+        validation = rules::values_unique(),
+    )]
+    pub values: Vec<StaticValue>,
+}
+
+/// One static endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StaticValue {
+    /// The record data, in the format of the record set's type (see `spec.values`).
+    #[schemars(length(min = 1, max = 1024))]
+    pub value: String,
+
+    /// Optional identifier, unique within the record set, that tells this value apart
+    /// in status and Events (Route 53's set identifier). 1-128 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub set_identifier: Option<String>,
+
+    /// Optional topology zone of this endpoint (e.g. `eu-1a`), used by
+    /// `topology: PreferSameZone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub zone: Option<String>,
+
+    /// Optional active health check run by the operator. Without one the value is always
+    /// healthy. A new check counts as healthy until its first result (Route 53's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// An active probe of one endpoint, Route 53 style.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::http_fields_only_for_http())]
+pub struct HealthCheck {
+    /// Probe type: `HTTP` or `HTTPS` (a GET that must answer 2xx or 3xx), or `TCP`
+    /// (the connection must open).
+    #[serde(rename = "type")]
+    pub check_type: HealthCheckType,
+
+    /// Port to probe, 1-65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+
+    /// HTTP(S) only: the path to request, starting with `/` (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    pub path: Option<String>,
+
+    /// HTTP(S) only: the Host header and TLS server name to send (default: the value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+
+    /// HTTP(S) only: the check passes only if this string appears in the first 5120
+    /// bytes of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub search_string: Option<String>,
+
+    /// HTTPS only: verify the server's certificate (default false, as in Route 53,
+    /// since endpoints are usually addressed by IP).
+    #[serde(default)]
+    pub verify_certificate: bool,
+
+    /// Turn the result around: healthy when the probe fails.
+    #[serde(default)]
+    pub invert: bool,
+
+    /// Seconds between probes, 5-300 (default 30).
+    #[serde(default = "default_interval_seconds")]
+    #[schemars(range(min = 5, max = 300))]
+    pub interval_seconds: u32,
+
+    /// Consecutive results needed to change the value's health, in either direction,
+    /// 1-10 (default 3).
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 10))]
+    pub failure_threshold: u32,
+}
+
+/// Record types mvdns serves.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RecordType {
+    A,
+    AAAA,
+    SRV,
+    MX,
+    TXT,
+    CNAME,
+    NS,
+}
+
+impl RecordType {
+    /// Whether pods can back this type: only types whose data is a pod's address.
+    pub fn accepts_pods(self) -> bool {
+        matches!(self, Self::A | Self::AAAA | Self::SRV)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::AAAA => "AAAA",
+            Self::SRV => "SRV",
+            Self::MX => "MX",
+            Self::TXT => "TXT",
+            Self::CNAME => "CNAME",
+            Self::NS => "NS",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Answer when no value is healthy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenAllUnhealthy {
+    /// Answer with unhealthy values (Route 53's behaviour).
+    #[default]
+    ReturnUnhealthy,
+    /// Answer NOERROR with no records.
+    ReturnNone,
+}
+
+/// Value selection policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Topology {
+    /// Uniform random selection.
+    #[default]
+    None,
+    /// Prefer values in the client's zone.
+    PreferSameZone,
+}
+
+/// Probe types.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum HealthCheckType {
+    HTTP,
+    HTTPS,
+    TCP,
+}
+
+/// Observed state, written only by the operator. The DNS servers serve `values` from here.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiValueRecordSetStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` (at least one healthy value is served), `Degraded` (some values are
+    /// unhealthy), `Conflict` (another namespace owns the name; not served) and
+    /// `InvalidSpec` (the spec cannot be served as written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// Number of healthy values.
+    #[serde(default)]
+    pub healthy_count: u32,
+
+    /// Number of values, healthy or not.
+    #[serde(default)]
+    pub total_count: u32,
+
+    /// Every value with its health, in a deterministic order: exactly what DNS serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<ValueStatus>,
+}
+
+/// One value as served.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueStatus {
+    /// The record data (an address for pod-backed values).
+    pub value: String,
+    /// Whether the value is healthy and so served in normal answers.
+    pub healthy: bool,
+    /// Where the value comes from: `pod/<name>` or `static/<setIdentifier or index>`.
+    pub source: String,
+    /// SRV from pods: the resolved port of this pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Topology zone of the value, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// Conditions are a map keyed by type, so server-side apply merges them by type.
+fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    let object = schema.ensure_object();
+    object.insert("x-kubernetes-list-type".into(), "map".into());
+    object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
+
+fn default_ttl() -> u32 {
+    30
+}
+fn default_max_answers() -> u8 {
+    8
+}
+fn default_interval_seconds() -> u32 {
+    30
+}
+fn default_failure_threshold() -> u32 {
+    3
+}

@@ -1,0 +1,1 @@
+//! The mvdns operator (built in the operator issue).

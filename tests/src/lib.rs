@@ -1,0 +1,219 @@
+//! Helpers for tests against the real control plane that `hack/testenv.sh up` starts.
+//!
+//! One control plane is shared by every test; each test gets its own namespace
+//! ([`TestNamespace`]), deleted when it goes out of scope. Clients are made per test
+//! because a kube `Client` is tied to the tokio runtime it was created in, and every
+//! `#[tokio::test]` has its own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config, CustomResourceExt};
+use mvdns_api::MultiValueRecordSet;
+use serde_json::json;
+
+/// Annotation the KWOK test stages watch (hack/kwok-test-stages.yaml).
+pub const TEST_READY_ANNOTATION: &str = "mvdns.io/test-ready";
+/// Field manager for everything the tests apply.
+const MANAGER: &str = "mvdns-tests";
+
+/// The running control plane: its directory, binaries and admin identity.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+impl TestEnv {
+    /// Finds the control plane started by `hack/testenv.sh up`, or fails with how to start it.
+    pub fn get() -> Result<Self> {
+        let dir = std::env::var_os("MVDNS_TESTENV_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target/testenv"));
+        let missing = || {
+            format!(
+                "no control plane at {}: run the tests with hack/test.sh, or start one with `hack/testenv.sh up`",
+                dir.display()
+            )
+        };
+        let bin_dir = std::fs::read_to_string(dir.join("bin-dir")).with_context(missing)?;
+        if !dir.join("admin.kubeconfig").exists() {
+            bail!(missing());
+        }
+        Ok(Self { bin_dir: PathBuf::from(bin_dir.trim()), dir })
+    }
+
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.dir.join("admin.kubeconfig")
+    }
+
+    /// A client with cluster-admin rights, for test set-up and assertions.
+    pub async fn admin_client(&self) -> Result<Client> {
+        client_from_kubeconfig(&self.admin_kubeconfig()).await
+    }
+
+    /// Runs kubectl (built with the control plane) as admin and returns its stdout.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let out = tokio::process::Command::new(self.bin_dir.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .args(args)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Installs (server-side applies) the generated CRD and waits until it is served.
+pub async fn install_crd(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let yaml = std::fs::read_to_string(workspace_root().join(mvdns_api::CRD_FILE))?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
+    let name = MultiValueRecordSet::crd_name();
+    crds.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await?;
+    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, name, conditions::is_crd_established()))
+        .await
+        .context("CRD not established within 30s")??;
+    Ok(())
+}
+
+/// A namespace of one test's own, deleted (in the background) when dropped.
+#[derive(Debug)]
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Result<Self> {
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"mvdns.io/test": "true"}}
+        }))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
+        Ok(Self { name, client: client.clone() })
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Deletion is asynchronous on the server anyway; fire it from a thread with its
+        // own runtime so that Drop works inside and outside of async tests.
+        let (client, name) = (self.client.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                let namespaces: Api<Namespace> = Api::all(client);
+                let _ = runtime.block_on(namespaces.delete(&name, &DeleteParams::background()));
+            }
+        })
+        .join();
+    }
+}
+
+/// A simulated pod on a KWOK node: KWOK marks it Running and Ready and gives it IPs.
+#[derive(Clone, Debug)]
+pub struct PodSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub node: String,
+    pub ports: Vec<(String, u16)>,
+}
+
+impl PodSpec {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), labels: BTreeMap::new(), node: "kwok-node-0".into(), ports: Vec::new() }
+    }
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = node.into();
+        self
+    }
+    pub fn port(mut self, name: &str, port: u16) -> Self {
+        self.ports.push((name.into(), port));
+        self
+    }
+
+    pub fn to_pod(&self) -> Result<Pod> {
+        let ports: Vec<_> = self.ports.iter().map(|(n, p)| json!({"name": n, "containerPort": p})).collect();
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": self.name, "labels": self.labels},
+            "spec": {
+                // Bound directly to a fake node: KWOK needs no scheduler for these.
+                "nodeName": self.node,
+                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                "containers": [{"name": "app", "image": "registry.invalid/app:1", "ports": ports}],
+            }
+        }))?)
+    }
+}
+
+/// Creates the pods and waits until KWOK reports all of them Ready with an IP.
+pub async fn create_ready_pods(pods: &Api<Pod>, specs: &[PodSpec]) -> Result<Vec<Pod>> {
+    for spec in specs {
+        pods.create(&PostParams::default(), &spec.to_pod()?).await?;
+    }
+    let mut ready = Vec::with_capacity(specs.len());
+    for spec in specs {
+        ready.push(wait_pod(pods, &spec.name, true).await?);
+    }
+    Ok(ready)
+}
+
+/// Flips a pod's readiness the way a kubelet would report it (KWOK test stage).
+pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
+    let value = if ready { "true" } else { "false" };
+    let patch = json!({"metadata": {"annotations": {TEST_READY_ANNOTATION: value}}});
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    wait_pod(pods, name, ready).await
+}
+
+/// Waits (at most 60 s) until the pod's Ready condition is `ready` and it has an IP.
+pub async fn wait_pod(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
+    let condition = move |pod: Option<&Pod>| pod.is_some_and(|p| is_pod_ready(p) == ready && pod_ip(p).is_some());
+    let found = tokio::time::timeout(Duration::from_secs(60), await_condition(pods.clone(), name, condition))
+        .await
+        .with_context(|| format!("pod {name} did not become ready={ready} within 60s"))??;
+    found.context("pod vanished")
+}
+
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ip(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.pod_ip.as_deref()
+}
