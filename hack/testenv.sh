@@ -113,8 +113,9 @@ make_kwok_config() {
 }
 
 make_nodes() {
-  local i zones=(zone-a zone-b zone-c)
+  local i v6 zones=(zone-a zone-b zone-c)
   for ((i = 0; i < NODES; i++)); do
+    v6="fd00:10:244:$i::/64"; [ "$i" = 0 ] && v6="fd00:10:244::/64" # RFC 5952 canonical form
     cat <<EOF
 ---
 apiVersion: v1
@@ -130,7 +131,7 @@ metadata:
     topology.kubernetes.io/zone: ${zones[$((i % 3))]}
 spec:
   podCIDR: 10.244.$i.0/24
-  podCIDRs: [10.244.$i.0/24, "fd00:10:244:$i::/64"]
+  podCIDRs: [10.244.$i.0/24, "$v6"]
   taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "5000"}

@@ -47,7 +47,10 @@ impl TestEnv {
         if !dir.join("admin.kubeconfig").exists() {
             bail!(missing());
         }
-        Ok(Self { bin_dir: PathBuf::from(bin_dir.trim()), dir })
+        Ok(Self {
+            bin_dir: PathBuf::from(bin_dir.trim()),
+            dir,
+        })
     }
 
     pub fn admin_kubeconfig(&self) -> PathBuf {
@@ -61,16 +64,23 @@ impl TestEnv {
 
     /// Runs kubectl (built with the control plane) as admin and returns its stdout.
     pub async fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let (success, stdout, stderr) = self.kubectl_status(args).await?;
+        if !success {
+            bail!("kubectl {args:?} failed: {stderr}");
+        }
+        Ok(stdout)
+    }
+
+    /// Runs kubectl as admin; returns whether it succeeded, its stdout and its stderr.
+    pub async fn kubectl_status(&self, args: &[&str]) -> Result<(bool, String, String)> {
         let out = tokio::process::Command::new(self.bin_dir.join("kubectl"))
             .arg("--kubeconfig")
             .arg(self.admin_kubeconfig())
             .args(args)
             .output()
             .await?;
-        if !out.status.success() {
-            bail!("kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8(out.stdout)?)
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        Ok((out.status.success(), text(out.stdout), text(out.stderr)))
     }
 }
 
@@ -90,29 +100,42 @@ pub async fn install_crd(client: &Client) -> Result<()> {
     let yaml = std::fs::read_to_string(workspace_root().join(mvdns_api::CRD_FILE))?;
     let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
     let name = MultiValueRecordSet::crd_name();
-    crds.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await?;
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, name, conditions::is_crd_established()))
-        .await
-        .context("CRD not established within 30s")??;
+    crds.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, name, conditions::is_crd_established()),
+    )
+    .await
+    .context("CRD not established within 30s")??;
     Ok(())
 }
 
 /// A namespace of one test's own, deleted (in the background) when dropped.
-#[derive(Debug)]
+#[allow(missing_debug_implementations)] // kube::Client is not Debug
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    kubeconfig: PathBuf,
 }
 
 impl TestNamespace {
-    pub async fn new(client: &Client, prefix: &str) -> Result<Self> {
+    pub async fn new(env: &TestEnv, client: &Client, prefix: &str) -> Result<Self> {
         let name = format!("{prefix}-{:08x}", rand::random::<u32>());
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"mvdns.io/test": "true"}}
         }))?;
         namespaces.create(&PostParams::default(), &ns).await?;
-        Ok(Self { name, client: client.clone() })
+        Ok(Self {
+            name,
+            client: client.clone(),
+            kubeconfig: env.admin_kubeconfig(),
+        })
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -126,15 +149,28 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        // Deletion is asynchronous on the server anyway; fire it from a thread with its
-        // own runtime so that Drop works inside and outside of async tests.
-        let (client, name) = (self.client.clone(), self.name.clone());
+        // Fire the (server-side asynchronous) deletion from a thread with its own runtime
+        // and its own client: the test's client is bound to the test's runtime, which is
+        // blocked in this Drop. Bounded, so a dead API server cannot hang the test.
+        let (kubeconfig, name) = (self.kubeconfig.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            if let Ok(runtime) = runtime {
-                let namespaces: Api<Namespace> = Api::all(client);
-                let _ = runtime.block_on(namespaces.delete(&name, &DeleteParams::background()));
-            }
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let delete = async {
+                    let namespaces: Api<Namespace> =
+                        Api::all(client_from_kubeconfig(&kubeconfig).await?);
+                    namespaces
+                        .delete(&name, &DeleteParams::background())
+                        .await?;
+                    anyhow::Ok(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), delete).await;
+            });
         })
         .join();
     }
@@ -151,7 +187,12 @@ pub struct PodSpec {
 
 impl PodSpec {
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), labels: BTreeMap::new(), node: "kwok-node-0".into(), ports: Vec::new() }
+        Self {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            node: "kwok-node-0".into(),
+            ports: Vec::new(),
+        }
     }
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.into(), value.into());
@@ -167,7 +208,11 @@ impl PodSpec {
     }
 
     pub fn to_pod(&self) -> Result<Pod> {
-        let ports: Vec<_> = self.ports.iter().map(|(n, p)| json!({"name": n, "containerPort": p})).collect();
+        let ports: Vec<_> = self
+            .ports
+            .iter()
+            .map(|(n, p)| json!({"name": n, "containerPort": p}))
+            .collect();
         Ok(serde_json::from_value(json!({
             "metadata": {"name": self.name, "labels": self.labels},
             "spec": {
@@ -196,16 +241,22 @@ pub async fn create_ready_pods(pods: &Api<Pod>, specs: &[PodSpec]) -> Result<Vec
 pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
     let value = if ready { "true" } else { "false" };
     let patch = json!({"metadata": {"annotations": {TEST_READY_ANNOTATION: value}}});
-    pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     wait_pod(pods, name, ready).await
 }
 
 /// Waits (at most 60 s) until the pod's Ready condition is `ready` and it has an IP.
 pub async fn wait_pod(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
-    let condition = move |pod: Option<&Pod>| pod.is_some_and(|p| is_pod_ready(p) == ready && pod_ip(p).is_some());
-    let found = tokio::time::timeout(Duration::from_secs(60), await_condition(pods.clone(), name, condition))
-        .await
-        .with_context(|| format!("pod {name} did not become ready={ready} within 60s"))??;
+    let condition = move |pod: Option<&Pod>| {
+        pod.is_some_and(|p| is_pod_ready(p) == ready && pod_ip(p).is_some())
+    };
+    let found = tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(pods.clone(), name, condition),
+    )
+    .await
+    .with_context(|| format!("pod {name} did not become ready={ready} within 60s"))??;
     found.context("pod vanished")
 }
 

@@ -13,7 +13,7 @@ async fn setup(prefix: &str) -> Result<(TestEnv, TestNamespace)> {
     let env = TestEnv::get()?;
     let client = env.admin_client().await?;
     install_crd(&client).await?;
-    let ns = TestNamespace::new(&client, prefix).await?;
+    let ns = TestNamespace::new(&env, &client, prefix).await?;
     Ok((env, ns))
 }
 
@@ -46,24 +46,55 @@ async fn valid_record_set_is_accepted_with_defaults() -> Result<()> {
             {"value": "203.0.113.11", "healthCheck": {"type": "TCP", "port": 443}},
         ],
     });
-    raw.create(&PostParams::default(), &record_set("web", full)?).await?;
+    raw.create(&PostParams::default(), &record_set("web", full)?)
+        .await?;
     let minimal = json!({"name": "mail.shop.example.internal", "type": "MX", "values": [{"value": "10 mx1.example.com."}]});
-    raw.create(&PostParams::default(), &record_set("mail", minimal)?).await?;
+    raw.create(&PostParams::default(), &record_set("mail", minimal)?)
+        .await?;
 
     let typed: Api<MultiValueRecordSet> = ns.api();
     let web = typed.get("web").await?.spec;
-    assert_eq!((web.record_type, web.ttl, web.max_answers), (RecordType::A, 10, 4));
-    assert_eq!((web.when_all_unhealthy, web.topology), (WhenAllUnhealthy::ReturnNone, Topology::PreferSameZone));
+    assert_eq!(
+        (web.record_type, web.ttl, web.max_answers),
+        (RecordType::A, 10, 4)
+    );
+    assert_eq!(
+        (web.when_all_unhealthy, web.topology),
+        (WhenAllUnhealthy::ReturnNone, Topology::PreferSameZone)
+    );
     assert_eq!(web.values.len(), 2);
-    let check = web.values[0].health_check.as_ref().expect("health check kept");
-    assert_eq!((check.path.as_deref(), check.interval_seconds, check.failure_threshold), (Some("/healthz"), 10, 2));
+    let check = web.values[0]
+        .health_check
+        .as_ref()
+        .expect("health check kept");
+    assert_eq!(
+        (
+            check.path.as_deref(),
+            check.interval_seconds,
+            check.failure_threshold
+        ),
+        (Some("/healthz"), 10, 2)
+    );
     // Defaults filled in by the API server from the schema.
-    let tcp = web.values[1].health_check.as_ref().expect("health check kept");
-    assert_eq!((tcp.interval_seconds, tcp.failure_threshold, tcp.verify_certificate), (30, 3, false));
+    let tcp = web.values[1]
+        .health_check
+        .as_ref()
+        .expect("health check kept");
+    assert_eq!(
+        (
+            tcp.interval_seconds,
+            tcp.failure_threshold,
+            tcp.verify_certificate
+        ),
+        (30, 3, false)
+    );
 
     let mail = typed.get("mail").await?.spec;
     assert_eq!((mail.ttl, mail.max_answers), (30, 8));
-    assert_eq!((mail.when_all_unhealthy, mail.topology), (WhenAllUnhealthy::ReturnUnhealthy, Topology::None));
+    assert_eq!(
+        (mail.when_all_unhealthy, mail.topology),
+        (WhenAllUnhealthy::ReturnUnhealthy, Topology::None)
+    );
     Ok(())
 }
 
@@ -72,52 +103,136 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
     let pods = json!({"matchLabels": {"app": "web"}});
     let name = "x.example.internal.";
     vec![
-        ("bad IPv4 for A", json!({"name": name, "type": "A", "values": [{"value": "300.1.1.1"}]}),
-         "spec.values", "IPv4 addresses"),
-        ("IPv4 for AAAA", json!({"name": name, "type": "AAAA", "values": [{"value": "192.0.2.1"}]}),
-         "spec.values", "IPv6 addresses"),
-        ("ttl too large", json!({"name": name, "type": "A", "ttl": 86401, "podSelector": pods}),
-         "spec.ttl", "less than or equal to 86400"),
-        ("ttl negative", json!({"name": name, "type": "A", "ttl": -1, "podSelector": pods}),
-         "spec.ttl", "greater than or equal to 0"),
-        ("maxAnswers 0", json!({"name": name, "type": "A", "maxAnswers": 0, "podSelector": pods}),
-         "spec.maxAnswers", "greater than or equal to 1"),
-        ("maxAnswers 9", json!({"name": name, "type": "A", "maxAnswers": 9, "podSelector": pods}),
-         "spec.maxAnswers", "less than or equal to 8"),
-        ("SRV from pods without port", json!({"name": name, "type": "SRV", "podSelector": pods}),
-         "spec.port", "port is required for SRV"),
-        ("neither podSelector nor values", json!({"name": name, "type": "A"}),
-         "spec", "needs podSelector"),
-        ("duplicate setIdentifier", json!({"name": name, "type": "A", "values": [
+        (
+            "bad IPv4 for A",
+            json!({"name": name, "type": "A", "values": [{"value": "300.1.1.1"}]}),
+            "spec.values",
+            "IPv4 addresses",
+        ),
+        (
+            "IPv4 for AAAA",
+            json!({"name": name, "type": "AAAA", "values": [{"value": "192.0.2.1"}]}),
+            "spec.values",
+            "IPv6 addresses",
+        ),
+        (
+            "ttl too large",
+            json!({"name": name, "type": "A", "ttl": 86401, "podSelector": pods}),
+            "spec.ttl",
+            "less than or equal to 86400",
+        ),
+        (
+            "ttl negative",
+            json!({"name": name, "type": "A", "ttl": -1, "podSelector": pods}),
+            "spec.ttl",
+            "greater than or equal to 0",
+        ),
+        (
+            "maxAnswers 0",
+            json!({"name": name, "type": "A", "maxAnswers": 0, "podSelector": pods}),
+            "spec.maxAnswers",
+            "greater than or equal to 1",
+        ),
+        (
+            "maxAnswers 9",
+            json!({"name": name, "type": "A", "maxAnswers": 9, "podSelector": pods}),
+            "spec.maxAnswers",
+            "less than or equal to 8",
+        ),
+        (
+            "SRV from pods without port",
+            json!({"name": name, "type": "SRV", "podSelector": pods}),
+            "spec.port",
+            "port is required for SRV",
+        ),
+        (
+            "neither podSelector nor values",
+            json!({"name": name, "type": "A"}),
+            "spec",
+            "needs podSelector",
+        ),
+        (
+            "duplicate setIdentifier",
+            json!({"name": name, "type": "A", "values": [
             {"value": "192.0.2.1", "setIdentifier": "a"}, {"value": "192.0.2.2", "setIdentifier": "a"}]}),
-         "spec.values", "setIdentifier must be unique"),
-        ("bad host name for CNAME", json!({"name": name, "type": "CNAME", "values": [{"value": "bad..host"}]}),
-         "spec.values", "host names"),
-        ("unknown type", json!({"name": name, "type": "SPF", "values": [{"value": "v=spf1"}]}),
-         "spec.type", "supported values"),
-        ("bad record name", json!({"name": "not a name", "type": "A", "podSelector": pods}),
-         "spec.name", "fully qualified DNS name"),
-        ("podSelector for MX", json!({"name": name, "type": "MX", "podSelector": pods}),
-         "spec.podSelector", "only for types A, AAAA and SRV"),
-        ("MX without preference", json!({"name": name, "type": "MX", "values": [{"value": "mail.example."}]}),
-         "spec.values", "PREFERENCE HOST"),
-        ("SRV port out of range", json!({"name": name, "type": "SRV", "values": [{"value": "1 1 70000 a.example."}]}),
-         "spec.values", "PRIORITY WEIGHT PORT HOST"),
-        ("port on an A record", json!({"name": name, "type": "A", "port": 80, "podSelector": pods}),
-         "spec.port", "only for type SRV"),
-        ("bad port name", json!({"name": name, "type": "SRV", "port": "Not_A_Port", "podSelector": pods}),
-         "spec.port", "container port name"),
-        ("duplicate value", json!({"name": name, "type": "A", "values": [{"value": "192.0.2.1"}, {"value": "192.0.2.1"}]}),
-         "spec.values", "only once"),
-        ("TCP check with a path", json!({"name": name, "type": "A", "values": [
+            "spec.values",
+            "setIdentifier must be unique",
+        ),
+        (
+            "bad host name for CNAME",
+            json!({"name": name, "type": "CNAME", "values": [{"value": "bad..host"}]}),
+            "spec.values",
+            "host names",
+        ),
+        (
+            "unknown type",
+            json!({"name": name, "type": "SPF", "values": [{"value": "v=spf1"}]}),
+            "spec.type",
+            "supported values",
+        ),
+        (
+            "bad record name",
+            json!({"name": "not a name", "type": "A", "podSelector": pods}),
+            "spec.name",
+            "fully qualified DNS name",
+        ),
+        (
+            "podSelector for MX",
+            json!({"name": name, "type": "MX", "podSelector": pods}),
+            "spec.podSelector",
+            "only for types A, AAAA and SRV",
+        ),
+        (
+            "MX without preference",
+            json!({"name": name, "type": "MX", "values": [{"value": "mail.example."}]}),
+            "spec.values",
+            "PREFERENCE HOST",
+        ),
+        (
+            "SRV port out of range",
+            json!({"name": name, "type": "SRV", "values": [{"value": "1 1 70000 a.example."}]}),
+            "spec.values",
+            "PRIORITY WEIGHT PORT HOST",
+        ),
+        (
+            "port on an A record",
+            json!({"name": name, "type": "A", "port": 80, "podSelector": pods}),
+            "spec.port",
+            "only for type SRV",
+        ),
+        (
+            "bad port name",
+            json!({"name": name, "type": "SRV", "port": "Not_A_Port", "podSelector": pods}),
+            "spec.port",
+            "container port name",
+        ),
+        (
+            "duplicate value",
+            json!({"name": name, "type": "A", "values": [{"value": "192.0.2.1"}, {"value": "192.0.2.1"}]}),
+            "spec.values",
+            "only once",
+        ),
+        (
+            "TCP check with a path",
+            json!({"name": name, "type": "A", "values": [
             {"value": "192.0.2.1", "healthCheck": {"type": "TCP", "port": 80, "path": "/"}}]}),
-         "spec.values[0].healthCheck", "only to HTTP and HTTPS"),
-        ("check interval too short", json!({"name": name, "type": "A", "values": [
+            "spec.values[0].healthCheck",
+            "only to HTTP and HTTPS",
+        ),
+        (
+            "check interval too short",
+            json!({"name": name, "type": "A", "values": [
             {"value": "192.0.2.1", "healthCheck": {"type": "HTTP", "port": 80, "intervalSeconds": 4}}]}),
-         "spec.values[0].healthCheck.intervalSeconds", "greater than or equal to 5"),
-        ("health check port 0", json!({"name": name, "type": "A", "values": [
+            "spec.values[0].healthCheck.intervalSeconds",
+            "greater than or equal to 5",
+        ),
+        (
+            "health check port 0",
+            json!({"name": name, "type": "A", "values": [
             {"value": "192.0.2.1", "healthCheck": {"type": "TCP", "port": 0}}]}),
-         "spec.values[0].healthCheck.port", "greater than or equal to 1"),
+            "spec.values[0].healthCheck.port",
+            "greater than or equal to 1",
+        ),
     ]
 }
 
@@ -127,20 +242,33 @@ async fn invalid_record_sets_are_refused_naming_the_field() -> Result<()> {
     let raw = raw_api(&ns, env.admin_client().await?);
     let mut failures = Vec::new();
     for (i, (case, spec, field, allowed)) in invalid_cases().into_iter().enumerate() {
-        let result = raw.create(&PostParams::default(), &record_set(&format!("bad-{i}"), spec)?).await;
+        let result = raw
+            .create(
+                &PostParams::default(),
+                &record_set(&format!("bad-{i}"), spec)?,
+            )
+            .await;
         match result {
             Err(kube::Error::Api(status)) if status.code == 422 => {
                 let message = status.message.to_lowercase();
                 let names_field = message.contains(&format!("{}:", field.to_lowercase()))
                     || message.contains(&format!("{} ", field.to_lowercase()));
                 if !names_field || !message.contains(&allowed.to_lowercase()) {
-                    failures.push(format!("{case}: expected {field:?} and {allowed:?} in: {}", status.message));
+                    failures.push(format!(
+                        "{case}: expected {field:?} and {allowed:?} in: {}",
+                        status.message
+                    ));
                 }
             }
             other => failures.push(format!("{case}: expected 422 Invalid, got {other:?}")),
         }
     }
-    assert!(failures.is_empty(), "{} of the invalid cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the invalid cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     Ok(())
 }
 
@@ -149,18 +277,42 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     let (env, ns) = setup("api-kubectl").await?;
     let raw = raw_api(&ns, env.admin_client().await?);
     let spec = json!({"name": "web.example.internal.", "type": "AAAA", "values": [{"value": "2001:db8::1"}]});
-    raw.create(&PostParams::default(), &record_set("web", spec)?).await?;
+    raw.create(&PostParams::default(), &record_set("web", spec)?)
+        .await?;
 
     let table = env.kubectl(&["get", "mvrs", "-n", &ns.name]).await?;
-    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "AGE"], "{table}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "AGE"
+        ],
+        "{table}"
+    );
     let row = table.lines().nth(1).unwrap_or_default();
-    assert!(row.starts_with("web") && row.contains("web.example.internal.") && row.contains("AAAA"), "{table}");
+    assert!(
+        row.starts_with("web") && row.contains("web.example.internal.") && row.contains("AAAA"),
+        "{table}"
+    );
 
     let explain = env.kubectl(&["explain", "mvrs.spec.values"]).await?;
-    assert!(explain.contains("Static values, one per endpoint"), "{explain}");
-    assert!(explain.contains("healthCheck") && explain.contains("setIdentifier"), "{explain}");
+    assert!(
+        explain.contains("Static values, one per endpoint"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("healthCheck") && explain.contains("setIdentifier"),
+        "{explain}"
+    );
     let explain = env.kubectl(&["explain", "mvrs.spec.maxAnswers"]).await?;
-    assert!(explain.contains("Most values in one answer, 1 to 8"), "{explain}");
+    assert!(
+        explain.contains("Most values in one answer, 1 to 8"),
+        "{explain}"
+    );
     Ok(())
 }

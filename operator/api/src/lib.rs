@@ -8,8 +8,8 @@ pub mod value;
 use kube::CustomResourceExt;
 
 pub use record_set::{
-    HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec, MultiValueRecordSetStatus,
-    RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
+    HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec,
+    MultiValueRecordSetStatus, RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
 };
 
 /// Path of the generated CRD, relative to the repository root.

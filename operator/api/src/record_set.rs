@@ -9,6 +9,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rules;
@@ -28,6 +29,7 @@ use crate::rules;
     namespaced,
     status = "MultiValueRecordSetStatus",
     derive = "PartialEq",
+    doc = "A DNS name answered with up to eight randomly picked healthy values (Route 53 multivalue answer routing).",
     printcolumn = r#"{"name":"DNS Name","type":"string","jsonPath":".spec.name"}"#,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Healthy","type":"integer","jsonPath":".status.healthyCount"}"#,
@@ -97,12 +99,12 @@ pub struct MultiValueRecordSetSpec {
     #[x_kube(validation = rules::port_is_name_or_number())]
     pub port: Option<IntOrString>,
 
-    /// Static values, one per endpoint, as in Route 53 (at most 256). The format follows
+    /// Static values, one per endpoint, as in Route 53 (at most 128). The format follows
     /// the type: an IPv4 address for A, an IPv6 address for AAAA, a host name for CNAME
     /// and NS, `PREFERENCE HOST` for MX, `PRIORITY WEIGHT PORT HOST` for SRV, and text
-    /// (up to 1024 characters) for TXT.
+    /// (up to 512 characters) for TXT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 128))]
     #[x_kube(
         validation = rules::set_identifiers_unique(),
         validation = rules::values_unique(),
@@ -115,7 +117,7 @@ pub struct MultiValueRecordSetSpec {
 #[serde(rename_all = "camelCase")]
 pub struct StaticValue {
     /// The record data, in the format of the record set's type (see `spec.values`).
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = 512))]
     pub value: String,
 
     /// Optional identifier, unique within the record set, that tells this value apart
@@ -188,7 +190,9 @@ pub struct HealthCheck {
 }
 
 /// Record types mvdns serves.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum RecordType {
     A,
@@ -226,7 +230,7 @@ impl std::fmt::Display for RecordType {
 }
 
 /// Answer when no value is healthy.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WhenAllUnhealthy {
     /// Answer with unhealthy values (Route 53's behaviour).
     #[default]
@@ -236,7 +240,7 @@ pub enum WhenAllUnhealthy {
 }
 
 /// Value selection policy.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Topology {
     /// Uniform random selection.
     #[default]
@@ -246,7 +250,7 @@ pub enum Topology {
 }
 
 /// Probe types.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum HealthCheckType {
     HTTP,
@@ -305,7 +309,10 @@ fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> sch
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let object = schema.ensure_object();
     object.insert("x-kubernetes-list-type".into(), "map".into());
-    object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    object.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 

@@ -15,8 +15,16 @@ pub enum RecordData {
     /// Target host, normalised to lower case with a trailing dot.
     Cname(String),
     Ns(String),
-    Mx { preference: u16, exchange: String },
-    Srv { priority: u16, weight: u16, port: u16, target: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
     Txt(String),
 }
 
@@ -27,13 +35,17 @@ pub enum ValueError {
     NotIpv4 { value: String },
     #[error("{value:?} is not an IPv6 address (type AAAA wants e.g. 2001:db8::10)")]
     NotIpv6 { value: String },
-    #[error("{value:?} is not a host name (labels of letters, digits, '-' or '_', 1-63 characters each)")]
+    #[error(
+        "{value:?} is not a host name (labels of letters, digits, '-' or '_', 1-63 characters each)"
+    )]
     NotHost { value: String },
     #[error("{value:?} is not 'PREFERENCE HOST' (type MX wants e.g. '10 mail.example.com.')")]
     NotMx { value: String },
-    #[error("{value:?} is not 'PRIORITY WEIGHT PORT HOST' (type SRV wants e.g. '10 5 8080 web.example.com.')")]
+    #[error(
+        "{value:?} is not 'PRIORITY WEIGHT PORT HOST' (type SRV wants e.g. '10 5 8080 web.example.com.')"
+    )]
     NotSrv { value: String },
-    #[error("TXT value is empty or longer than 1024 characters")]
+    #[error("TXT value is empty or longer than 512 characters")]
     BadTxt,
 }
 
@@ -41,7 +53,10 @@ pub enum ValueError {
 pub fn parse_value(record_type: RecordType, value: &str) -> Result<RecordData, ValueError> {
     let owned = || value.to_owned();
     match record_type {
-        RecordType::A => value.parse().map(RecordData::A).map_err(|_| ValueError::NotIpv4 { value: owned() }),
+        RecordType::A => value
+            .parse()
+            .map(RecordData::A)
+            .map_err(|_| ValueError::NotIpv4 { value: owned() }),
         RecordType::AAAA => value
             .parse::<Ipv6Addr>()
             .ok()
@@ -50,11 +65,15 @@ pub fn parse_value(record_type: RecordType, value: &str) -> Result<RecordData, V
             .filter(|_| !value.contains('.'))
             .map(RecordData::Aaaa)
             .ok_or(ValueError::NotIpv6 { value: owned() }),
-        RecordType::CNAME => normalize_host(value).map(RecordData::Cname).ok_or(ValueError::NotHost { value: owned() }),
-        RecordType::NS => normalize_host(value).map(RecordData::Ns).ok_or(ValueError::NotHost { value: owned() }),
+        RecordType::CNAME => normalize_host(value)
+            .map(RecordData::Cname)
+            .ok_or(ValueError::NotHost { value: owned() }),
+        RecordType::NS => normalize_host(value)
+            .map(RecordData::Ns)
+            .ok_or(ValueError::NotHost { value: owned() }),
         RecordType::MX => parse_mx(value).ok_or(ValueError::NotMx { value: owned() }),
         RecordType::SRV => parse_srv(value).ok_or(ValueError::NotSrv { value: owned() }),
-        RecordType::TXT if !value.is_empty() && value.len() <= 1024 => Ok(RecordData::Txt(owned())),
+        RecordType::TXT if !value.is_empty() && value.len() <= 512 => Ok(RecordData::Txt(owned())),
         RecordType::TXT => Err(ValueError::BadTxt),
     }
 }
@@ -63,7 +82,10 @@ fn parse_mx(value: &str) -> Option<RecordData> {
     let mut fields = value.split(' ').filter(|f| !f.is_empty());
     let preference = parse_u16(fields.next()?)?;
     let exchange = normalize_host(fields.next()?)?;
-    fields.next().is_none().then_some(RecordData::Mx { preference, exchange })
+    fields.next().is_none().then_some(RecordData::Mx {
+        preference,
+        exchange,
+    })
 }
 
 fn parse_srv(value: &str) -> Option<RecordData> {
@@ -72,12 +94,19 @@ fn parse_srv(value: &str) -> Option<RecordData> {
     let weight = parse_u16(fields.next()?)?;
     let port = parse_u16(fields.next()?)?;
     let target = normalize_host(fields.next()?)?;
-    fields.next().is_none().then_some(RecordData::Srv { priority, weight, port, target })
+    fields.next().is_none().then_some(RecordData::Srv {
+        priority,
+        weight,
+        port,
+        target,
+    })
 }
 
 /// 1-5 ASCII digits, at most 65535 (the CEL rule's `[0-9]{1,5}` and `<= 65535`).
 fn parse_u16(field: &str) -> Option<u16> {
-    (field.len() <= 5 && field.bytes().all(|b| b.is_ascii_digit())).then(|| field.parse().ok()).flatten()
+    (field.len() <= 5 && field.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| field.parse().ok())
+        .flatten()
 }
 
 /// Lower-cases a host name and adds the trailing dot; `None` if it is not a valid
@@ -109,8 +138,18 @@ mod tests {
 
     #[test]
     fn addresses_must_match_the_family() {
-        assert_eq!(parse_value(RecordType::A, "192.0.2.1"), Ok(RecordData::A(Ipv4Addr::new(192, 0, 2, 1))));
-        for bad in ["300.1.1.1", "1.2.3", "01.2.3.4", "2001:db8::1", "", " 1.2.3.4"] {
+        assert_eq!(
+            parse_value(RecordType::A, "192.0.2.1"),
+            Ok(RecordData::A(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        for bad in [
+            "300.1.1.1",
+            "1.2.3",
+            "01.2.3.4",
+            "2001:db8::1",
+            "",
+            " 1.2.3.4",
+        ] {
             assert!(parse_value(RecordType::A, bad).is_err(), "{bad}");
         }
         assert!(parse_value(RecordType::AAAA, "2001:db8::1").is_ok());
@@ -121,26 +160,56 @@ mod tests {
 
     #[test]
     fn host_names_are_normalised() {
-        assert_eq!(normalize_host("Web.Example.COM"), Some("web.example.com.".into()));
-        assert_eq!(normalize_host("_sip._tcp.example.com."), Some("_sip._tcp.example.com.".into()));
-        for bad in ["-a.example.", "a..b", "a b.c", "*.example.com", ".", "", &"a".repeat(64)] {
+        assert_eq!(
+            normalize_host("Web.Example.COM"),
+            Some("web.example.com.".into())
+        );
+        assert_eq!(
+            normalize_host("_sip._tcp.example.com."),
+            Some("_sip._tcp.example.com.".into())
+        );
+        for bad in [
+            "-a.example.",
+            "a..b",
+            "a b.c",
+            "*.example.com",
+            ".",
+            "",
+            &"a".repeat(64),
+        ] {
             assert_eq!(normalize_host(bad), None, "{bad}");
         }
         assert_eq!(normalize_fqdn("localhost"), None);
-        assert_eq!(normalize_fqdn("web.shop.example.internal."), Some("web.shop.example.internal.".into()));
+        assert_eq!(
+            normalize_fqdn("web.shop.example.internal."),
+            Some("web.shop.example.internal.".into())
+        );
     }
 
     #[test]
     fn mx_and_srv_fields() {
         assert_eq!(
             parse_value(RecordType::MX, "10 Mail.example.com."),
-            Ok(RecordData::Mx { preference: 10, exchange: "mail.example.com.".into() })
+            Ok(RecordData::Mx {
+                preference: 10,
+                exchange: "mail.example.com.".into()
+            })
         );
         assert_eq!(
             parse_value(RecordType::SRV, "1  5 8080 web.example."),
-            Ok(RecordData::Srv { priority: 1, weight: 5, port: 8080, target: "web.example.".into() })
+            Ok(RecordData::Srv {
+                priority: 1,
+                weight: 5,
+                port: 8080,
+                target: "web.example.".into()
+            })
         );
-        for bad in ["10", "65536 mail.example.", "10 mail.example. extra", "-1 mail.example."] {
+        for bad in [
+            "10",
+            "65536 mail.example.",
+            "10 mail.example. extra",
+            "-1 mail.example.",
+        ] {
             assert!(parse_value(RecordType::MX, bad).is_err(), "{bad}");
         }
         for bad in ["1 2 3", "1 2 70000 x.example.", "1 2 3 bad..host"] {

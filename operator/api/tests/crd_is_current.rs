@@ -2,7 +2,9 @@
 
 #[test]
 fn committed_crd_matches_the_types() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(mvdns_api::CRD_FILE);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(mvdns_api::CRD_FILE);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == mvdns_api::crd_yaml(),

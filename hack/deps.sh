@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for the tests and the quick start: Debian
+# packages via apt, the Rust toolchain's components. Go and Rust themselves must exist.
+LOG_TAG=deps
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+command -v go >/dev/null || die "Go 1.26+ is required (https://go.dev/dl)"
+command -v cargo >/dev/null || die "Rust 1.88+ is required (https://rustup.rs)"
+
+# command -> Debian package
+declare -A packages=([openssl]=openssl [dig]=dnsutils [curl]=curl)
+missing=()
+for cmd in "${!packages[@]}"; do command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+  $sudo_cmd apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >&2
+fi

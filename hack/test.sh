@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command: builds (or reuses) the Kubernetes binaries, starts a private
+# control plane unless one is already running, runs every test, stops what it started.
+#   hack/test.sh [extra cargo test args]
+LOG_TAG=test
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+"$ROOT/hack/deps.sh"
+export MVDNS_TESTENV_DIR="${MVDNS_TESTENV_DIR:-$ROOT/target/testenv}"
+started=""
+if ! "$ROOT/hack/testenv.sh" status | grep -q "kube-apiserver: running"; then
+  "$ROOT/hack/testenv.sh" up
+  started=yes
+fi
+cleanup() { [ -z "$started" ] || "$ROOT/hack/testenv.sh" down; }
+trap cleanup EXIT
+
+log "building the workspace and its tests"
+cargo build --workspace --all-targets --locked
+log "running all tests against the control plane in $MVDNS_TESTENV_DIR"
+cargo test --workspace --locked --no-fail-fast "$@"
