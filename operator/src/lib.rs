@@ -1,1 +1,104 @@
-//! The mvdns operator (built in the operator issue).
+//! mvdns-operator: turns pod readiness (and, later, active health checks) into the
+//! healthy values of each `MultiValueRecordSet`, written to its status, which is the
+//! feed every DNS replica serves from.
+//!
+//! Layout: pure decisions in [`values`] and [`status`] (and the shared name-ownership
+//! rule in `mvdns_api::ownership`); IO in [`controller`], [`leader`] and [`admin`].
+
+pub mod admin;
+pub mod controller;
+pub mod leader;
+pub mod metrics;
+pub mod status;
+pub mod values;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio_util::sync::CancellationToken;
+
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("admin server: {0}")]
+    Admin(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Self::Kube(kube::Error::Api(status)) if status.code == 403 => "forbidden",
+            Self::Kube(kube::Error::Api(_)) => "api",
+            Self::Kube(_) => "transport",
+            Self::Admin(_) => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub lease: LeaseConfig,
+    /// Bursts of changes to one record set within this window become one status write.
+    pub coalesce: Duration,
+}
+
+/// State shared with the admin server.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    /// Set once the API server answered the first leader-election request.
+    pub ready: AtomicBool,
+}
+
+/// Runs the operator until `shutdown` is cancelled: waits to become leader, reconciles
+/// while leading, steps down when the lease is lost, and releases it on shutdown.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let elector = LeaderElector::new(client.clone(), config.lease.clone());
+    let reporter = Reporter {
+        controller: "mvdns-operator".into(),
+        instance: Some(config.lease.identity.clone()),
+    };
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = elector.acquire() => {}
+        }
+        health.ready.store(true, Ordering::Relaxed);
+        health.metrics.leader.set(1);
+        tracing::info!(identity = %config.lease.identity, "became leader");
+        let stop = shutdown.child_token();
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        let controller = controller::run(
+            client.clone(),
+            recorder,
+            health.metrics.clone(),
+            config.coalesce,
+            stop.clone(),
+        );
+        tokio::select! {
+            _ = controller => {}
+            _ = elector.keep_renewing() => {
+                tracing::warn!("lost the leader lease; standing by");
+                stop.cancel();
+            }
+        }
+        health.metrics.leader.set(0);
+    }
+    if let Err(error) = elector.release().await {
+        tracing::warn!(%error, "could not release the leader lease");
+    }
+}

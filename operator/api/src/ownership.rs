@@ -40,12 +40,19 @@ impl NameClaim {
     /// Older claims win; equal timestamps (one-second resolution) fall back to the
     /// namespace and object names so that every reader picks the same winner.
     fn precedence(&self) -> (bool, Option<Timestamp>, &str, &str) {
-        (self.created.is_none(), self.created, &self.namespace, &self.object)
+        (
+            self.created.is_none(),
+            self.created,
+            &self.namespace,
+            &self.object,
+        )
     }
 }
 
 /// The owning namespace of every claimed name.
-pub fn name_owners<'a>(claims: impl IntoIterator<Item = &'a NameClaim>) -> BTreeMap<String, &'a NameClaim> {
+pub fn name_owners<'a>(
+    claims: impl IntoIterator<Item = &'a NameClaim>,
+) -> BTreeMap<String, &'a NameClaim> {
     let mut owners: BTreeMap<String, &NameClaim> = BTreeMap::new();
     for claim in claims {
         owners
@@ -62,7 +69,9 @@ pub fn name_owners<'a>(claims: impl IntoIterator<Item = &'a NameClaim>) -> BTree
 
 /// Whether `claim` may be served: its namespace owns its name.
 pub fn is_owner(owners: &BTreeMap<String, &NameClaim>, claim: &NameClaim) -> bool {
-    owners.get(&claim.name).is_some_and(|owner| owner.namespace == claim.namespace)
+    owners
+        .get(&claim.name)
+        .is_some_and(|owner| owner.namespace == claim.namespace)
 }
 
 #[cfg(test)]
@@ -87,7 +96,10 @@ mod tests {
             claim("db.example.", "young", "d", Some(300)),
         ];
         let owners = name_owners(&claims);
-        assert_eq!(owners["web.example."].namespace, "young", "the oldest record set decides");
+        assert_eq!(
+            owners["web.example."].namespace, "young",
+            "the oldest record set decides"
+        );
         assert_eq!(owners["db.example."].namespace, "young");
         assert!(is_owner(&owners, &claims[0]) && !is_owner(&owners, &claims[1]));
     }

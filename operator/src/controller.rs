@@ -1,0 +1,309 @@
+//! The controller: watches record sets and pods, and writes each record set's status.
+//! The decisions are made by the pure functions in [`crate::values`], [`crate::status`]
+//! and `mvdns_api::ownership`; this module only moves data between them and the API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::{DeserializeGuard, Selector, SelectorExt};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use mvdns_api::MultiValueRecordSet;
+use mvdns_api::ownership::{NameClaim, name_owners};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::metrics::Metrics;
+use crate::status::{Conflict, StatusInput, desired_status, transitions};
+use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static};
+
+/// The one field manager that owns `.status` (server-side apply).
+pub const FIELD_MANAGER: &str = "mvdns-operator";
+
+type Guarded = DeserializeGuard<MultiValueRecordSet>;
+
+/// What every reconcile needs.
+#[allow(missing_debug_implementations)] // Recorder and Store are not Debug
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub pods: Store<Pod>,
+    pub record_sets: Store<Guarded>,
+}
+
+/// Runs the controller until `stop` is cancelled. `coalesce` is the debounce window in
+/// which bursts of pod changes for one record set merge into one reconcile and write.
+pub async fn run(
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    coalesce: Duration,
+    stop: CancellationToken,
+) {
+    let record_sets: Api<Guarded> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_events = watcher(pods, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(strip_pod)
+        .reflect(pod_writer)
+        .touched_objects();
+
+    let controller = Controller::new(
+        record_sets.clone(),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(ControllerConfig::default().debounce(coalesce));
+    let rs_store = controller.store();
+    let by_pod = rs_store.clone();
+    let by_name = rs_store.clone();
+    let context = Arc::new(Context {
+        client,
+        recorder,
+        metrics,
+        pods: pod_store,
+        record_sets: rs_store,
+    });
+
+    controller
+        .watches_stream(pod_events, move |pod| record_sets_for_pod(&by_pod, &pod))
+        // A record set appearing or vanishing can hand a name to another namespace.
+        .watches(
+            record_sets,
+            watcher::Config::default().any_semantic(),
+            move |rs| record_sets_sharing_name(&by_name, &rs),
+        )
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconcile, error_policy, context)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Pods are stored with only what the operator reads, so memory stays small with many pods.
+fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        spec.init_containers = None;
+        spec.tolerations = None;
+        spec.affinity = None;
+        for container in &mut spec.containers {
+            container.env = None;
+            container.args = None;
+            container.command = None;
+            container.volume_mounts = None;
+            container.resources = None;
+            container.liveness_probe = None;
+            container.readiness_probe = None;
+            container.startup_probe = None;
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ == "Ready");
+        }
+    }
+}
+
+/// The record sets a pod event concerns: those whose selector matches the pod now, and
+/// those that list the pod in their status (its labels changed, or it was deleted).
+fn record_sets_for_pod(store: &Store<Guarded>, pod: &Pod) -> Vec<ObjectRef<Guarded>> {
+    let namespace = pod.namespace();
+    let pod_source = format!("pod/{}", pod.name_any());
+    store
+        .state()
+        .iter()
+        .filter(|guarded| guarded.namespace() == namespace)
+        .filter(|guarded| {
+            let Ok(rs) = &guarded.0 else { return false };
+            let selected = rs
+                .spec
+                .pod_selector
+                .clone()
+                .and_then(|s| Selector::try_from(s).ok())
+                .is_some_and(|s| s.matches(pod.labels()));
+            let listed = rs
+                .status
+                .as_ref()
+                .is_some_and(|st| st.values.iter().any(|v| v.source == pod_source));
+            selected || listed
+        })
+        .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
+        .collect()
+}
+
+/// The other record sets with the same DNS name, in any namespace.
+fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<ObjectRef<Guarded>> {
+    let Some(name) = changed
+        .0
+        .as_ref()
+        .ok()
+        .and_then(NameClaim::of)
+        .map(|c| c.name)
+    else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|other| other.uid() != changed.uid())
+        .filter(|other| {
+            other
+                .0
+                .as_ref()
+                .ok()
+                .and_then(NameClaim::of)
+                .is_some_and(|c| c.name == name)
+        })
+        .map(|other| ObjectRef::from_obj(other.as_ref()))
+        .collect()
+}
+
+async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = match &guarded.0 {
+        Ok(record_set) => reconcile_record_set(record_set, &ctx).await,
+        Err(invalid) => report_unreadable(&guarded, &invalid.error, &ctx).await,
+    };
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_record_set(
+    record_set: &MultiValueRecordSet,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let namespace = record_set.namespace().unwrap_or_default();
+    let name = record_set.name_any();
+    let computed = compute_values(record_set, &ctx.pods);
+    let conflict = find_conflict(record_set, &ctx.record_sets);
+    let input = StatusInput {
+        generation: record_set.metadata.generation,
+        computed,
+        conflict,
+    };
+    let old = record_set.status.as_ref();
+    let new = desired_status(old, input, &Time(k8s_openapi::jiff::Timestamp::now()));
+    ctx.metrics
+        .set_healthy_values(&namespace, &name, new.healthy_count);
+
+    if old != Some(&new) {
+        let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.metrics.status_writes.inc();
+        tracing::debug!(%namespace, %name, healthy = new.healthy_count, total = new.total_count, "status written");
+        for transition in transitions(old, &new) {
+            publish(
+                ctx,
+                record_set.object_ref(&()),
+                transition.warning,
+                transition.reason,
+                transition.note,
+            )
+            .await;
+        }
+    }
+    // Everything that changes the result arrives as a watch event; the periodic
+    // requeue only guards against a missed one.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Pod-backed and static values of a record set, as of the pod store now.
+fn compute_values(record_set: &MultiValueRecordSet, pods: &Store<Pod>) -> ComputedValues {
+    let spec = &record_set.spec;
+    let mut from_pods = ComputedValues::default();
+    if let Some(selector) = spec.pod_selector.clone() {
+        match Selector::try_from(selector) {
+            Ok(selector) => {
+                let namespace = record_set.namespace();
+                let selected = pods.state();
+                let selected = selected
+                    .iter()
+                    .filter(|p| p.namespace() == namespace && selector.matches(p.labels()));
+                from_pods = values_from_pods(spec, selected.map(|p| p.as_ref()));
+            }
+            Err(error) => from_pods
+                .problems
+                .push(format!("spec.podSelector cannot be used: {error}")),
+        }
+    }
+    merge_values([from_pods, values_from_static(spec)])
+}
+
+/// The owner of this record set's name, when it is another namespace.
+fn find_conflict(record_set: &MultiValueRecordSet, store: &Store<Guarded>) -> Option<Conflict> {
+    let mine = NameClaim::of(record_set)?;
+    let all = store.state();
+    let claims: Vec<NameClaim> = all
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().and_then(NameClaim::of))
+        .collect();
+    let owners = name_owners(claims.iter().chain(std::iter::once(&mine)));
+    let owner = owners.get(&mine.name)?;
+    (owner.namespace != mine.namespace).then(|| Conflict {
+        name: mine.name.clone(),
+        owner_namespace: owner.namespace.clone(),
+        owner_object: owner.object.clone(),
+    })
+}
+
+/// An object the types cannot read (written before a schema change, or by hand with
+/// validation off): say so on the object, keep everything else running.
+async fn report_unreadable(guarded: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
+    let note = format!("the record set cannot be read and is not served: {error}");
+    tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "unreadable record set");
+    publish(ctx, guarded.object_ref(&()), true, "InvalidSpec", note).await;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, reason, "could not publish event");
+    }
+}
+
+fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "reconcile failed");
+    ctx.metrics.count_error(error);
+    Action::requeue(Duration::from_secs(2))
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the operator, served on the admin port.
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::Error;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordSetLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub reconciles: Counter,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub status_writes: Counter,
+    pub healthy_values: Family<RecordSetLabels, Gauge>,
+    pub leader: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mvdns_operator");
+        let metrics = Self {
+            reconciles: Counter::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            status_writes: Counter::default(),
+            healthy_values: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconciles", "Reconciles run", metrics.reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles failed, by kind",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time per reconcile",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status updates written",
+            metrics.status_writes.clone(),
+        );
+        registry.register(
+            "healthy_values",
+            "Healthy values per record set",
+            metrics.healthy_values.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            metrics.leader.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    pub fn set_healthy_values(&self, namespace: &str, name: &str, healthy: u32) {
+        let labels = RecordSetLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.healthy_values
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
+    }
+
+    pub fn count_error(&self, error: &Error) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                kind: error.kind().into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

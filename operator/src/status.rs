@@ -1,0 +1,336 @@
+//! The status a record set should have, and the Events its changes deserve: pure
+//! functions of the old status, the computed values and the clock.
+//!
+//! Status is deterministic: the same inputs give the same status, and a condition's
+//! `lastTransitionTime` only moves when its `status` flips, so the operator never
+//! chases its own writes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use mvdns_api::MultiValueRecordSetStatus;
+
+use crate::values::ComputedValues;
+
+pub const READY: &str = "Ready";
+pub const DEGRADED: &str = "Degraded";
+pub const CONFLICT: &str = "Conflict";
+pub const INVALID_SPEC: &str = "InvalidSpec";
+
+/// Another namespace owns the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub name: String,
+    pub owner_namespace: String,
+    pub owner_object: String,
+}
+
+/// Everything the status is computed from.
+#[derive(Clone, Debug)]
+pub struct StatusInput {
+    pub generation: Option<i64>,
+    pub computed: ComputedValues,
+    pub conflict: Option<Conflict>,
+}
+
+/// The status the record set should have now.
+pub fn desired_status(
+    old: Option<&MultiValueRecordSetStatus>,
+    input: StatusInput,
+    now: &Time,
+) -> MultiValueRecordSetStatus {
+    let values = input.computed.values;
+    let total = values.len();
+    let healthy = values.iter().filter(|v| v.healthy).count();
+    let fresh = [
+        ready_condition(healthy, total, input.conflict.as_ref()),
+        degraded_condition(healthy, total),
+        conflict_condition(input.conflict.as_ref()),
+        invalid_spec_condition(&input.computed.problems),
+    ];
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions = fresh
+        .into_iter()
+        .map(|(type_, status, reason, message)| {
+            let status = if status { "True" } else { "False" };
+            let since = old_conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: type_.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message,
+                observed_generation: input.generation,
+                last_transition_time: since,
+            }
+        })
+        .collect();
+    MultiValueRecordSetStatus {
+        observed_generation: input.generation,
+        conditions,
+        healthy_count: u32::try_from(healthy).unwrap_or(u32::MAX),
+        total_count: u32::try_from(total).unwrap_or(u32::MAX),
+        values,
+    }
+}
+
+type ConditionParts = (&'static str, bool, &'static str, String);
+
+fn ready_condition(healthy: usize, total: usize, conflict: Option<&Conflict>) -> ConditionParts {
+    match (conflict, healthy, total) {
+        (Some(c), _, _) => (
+            READY,
+            false,
+            "NameConflict",
+            format!(
+                "not served: namespace {} owns {}",
+                c.owner_namespace, c.name
+            ),
+        ),
+        (None, 0, 0) => (
+            READY,
+            false,
+            "NoValues",
+            "no pod matches podSelector and no static value is valid".into(),
+        ),
+        (None, 0, _) => (
+            READY,
+            false,
+            "NoHealthyValues",
+            format!("none of {total} values is healthy"),
+        ),
+        (None, _, _) => (
+            READY,
+            true,
+            "HealthyValues",
+            format!("{healthy} of {total} values healthy"),
+        ),
+    }
+}
+
+fn degraded_condition(healthy: usize, total: usize) -> ConditionParts {
+    if healthy < total {
+        (
+            DEGRADED,
+            true,
+            "UnhealthyValues",
+            format!("{} of {total} values unhealthy", total - healthy),
+        )
+    } else {
+        (
+            DEGRADED,
+            false,
+            "AllHealthy",
+            format!("all {total} values healthy"),
+        )
+    }
+}
+
+fn conflict_condition(conflict: Option<&Conflict>) -> ConditionParts {
+    match conflict {
+        Some(c) => (
+            CONFLICT,
+            true,
+            "NameOwnedByOtherNamespace",
+            format!(
+                "{} is owned by namespace {} (record set {}, the oldest claim); this record set is not served",
+                c.name, c.owner_namespace, c.owner_object
+            ),
+        ),
+        None => (
+            CONFLICT,
+            false,
+            "NameOwned",
+            "this namespace owns the name".into(),
+        ),
+    }
+}
+
+fn invalid_spec_condition(problems: &[String]) -> ConditionParts {
+    if problems.is_empty() {
+        (INVALID_SPEC, false, "Valid", "the spec is valid".into())
+    } else {
+        (INVALID_SPEC, true, "InvalidSpec", problems.join("; "))
+    }
+}
+
+/// An Event worth emitting for a status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Events on transitions only (became healthy, all unhealthy, conflict, invalid spec),
+/// never on every reconcile.
+pub fn transitions(
+    old: Option<&MultiValueRecordSetStatus>,
+    new: &MultiValueRecordSetStatus,
+) -> Vec<Transition> {
+    let find = |status: Option<&MultiValueRecordSetStatus>, type_: &str| {
+        status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
+    };
+    let flipped_to_true = |type_: &str| {
+        let now = find(Some(new), type_).filter(|c| c.status == "True");
+        let was_true = find(old, type_).is_some_and(|c| c.status == "True");
+        now.filter(|_| !was_true)
+    };
+    let mut events = Vec::new();
+    if let Some(c) = flipped_to_true(READY) {
+        events.push(Transition {
+            warning: false,
+            reason: "BecameHealthy",
+            note: c.message,
+        });
+    }
+    let ready_was_true = find(old, READY).is_some_and(|c| c.status == "True");
+    if let Some(c) =
+        find(Some(new), READY).filter(|c| c.status == "False" && c.reason == "NoHealthyValues")
+    {
+        let was_all_unhealthy = find(old, READY).is_some_and(|o| o.reason == "NoHealthyValues");
+        if ready_was_true || (old.is_none() && !was_all_unhealthy) {
+            events.push(Transition {
+                warning: true,
+                reason: "AllUnhealthy",
+                note: c.message,
+            });
+        }
+    }
+    if let Some(c) = flipped_to_true(CONFLICT) {
+        events.push(Transition {
+            warning: true,
+            reason: "NameConflict",
+            note: c.message,
+        });
+    }
+    if let Some(c) = flipped_to_true(INVALID_SPEC) {
+        events.push(Transition {
+            warning: true,
+            reason: "InvalidSpec",
+            note: c.message,
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mvdns_api::ValueStatus;
+
+    fn at(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("valid"))
+    }
+
+    fn input(healthy: usize, unhealthy: usize) -> StatusInput {
+        let value = |i: usize, healthy: bool| ValueStatus {
+            value: format!("10.0.0.{i}"),
+            healthy,
+            source: format!("pod/p{i}"),
+            port: None,
+            zone: None,
+        };
+        let values = (0..healthy)
+            .map(|i| value(i, true))
+            .chain((healthy..healthy + unhealthy).map(|i| value(i, false)));
+        StatusInput {
+            generation: Some(2),
+            computed: ComputedValues {
+                values: values.collect(),
+                problems: Vec::new(),
+            },
+            conflict: None,
+        }
+    }
+
+    fn condition<'a>(status: &'a MultiValueRecordSetStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn counts_and_conditions_follow_health() {
+        let status = desired_status(None, input(9, 3), &at(10));
+        assert_eq!((status.healthy_count, status.total_count), (9, 12));
+        assert_eq!(condition(&status, READY).status, "True");
+        assert_eq!(condition(&status, DEGRADED).status, "True");
+        let none = desired_status(Some(&status), input(0, 12), &at(20));
+        assert_eq!(
+            (
+                condition(&none, READY).status.as_str(),
+                condition(&none, READY).reason.as_str()
+            ),
+            ("False", "NoHealthyValues")
+        );
+    }
+
+    #[test]
+    fn transition_times_move_only_when_status_flips() {
+        let first = desired_status(None, input(3, 0), &at(10));
+        let same = desired_status(Some(&first), input(2, 0), &at(20));
+        assert_eq!(
+            condition(&same, READY).last_transition_time,
+            at(10),
+            "still Ready: time kept"
+        );
+        let again = desired_status(Some(&first), input(3, 0), &at(30));
+        assert_eq!(again, first, "same inputs, same status: nothing to write");
+        let flipped = desired_status(Some(&same), input(0, 2), &at(40));
+        assert_eq!(condition(&flipped, READY).last_transition_time, at(40));
+    }
+
+    #[test]
+    fn conflict_makes_the_set_unready() {
+        let mut conflicted = input(3, 0);
+        conflicted.conflict = Some(Conflict {
+            name: "web.example.".into(),
+            owner_namespace: "old".into(),
+            owner_object: "web".into(),
+        });
+        let status = desired_status(None, conflicted, &at(10));
+        assert_eq!(condition(&status, READY).status, "False");
+        assert!(
+            condition(&status, CONFLICT)
+                .message
+                .contains("namespace old")
+        );
+    }
+
+    #[test]
+    fn events_fire_on_transitions_only() {
+        let healthy = desired_status(None, input(2, 0), &at(10));
+        assert_eq!(
+            transitions(None, &healthy)
+                .iter()
+                .map(|t| t.reason)
+                .collect::<Vec<_>>(),
+            ["BecameHealthy"]
+        );
+        assert!(
+            transitions(
+                Some(&healthy),
+                &desired_status(Some(&healthy), input(1, 1), &at(20))
+            )
+            .is_empty()
+        );
+        let down = desired_status(Some(&healthy), input(0, 2), &at(30));
+        assert_eq!(
+            transitions(Some(&healthy), &down)
+                .iter()
+                .map(|t| t.reason)
+                .collect::<Vec<_>>(),
+            ["AllUnhealthy"]
+        );
+        assert!(
+            transitions(
+                Some(&down),
+                &desired_status(Some(&down), input(0, 2), &at(40))
+            )
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Which values a record set has and whether each is healthy: pure functions of the
+//! record set and the pods it selects.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mvdns_api::value::{RecordData, parse_value};
+use mvdns_api::{MultiValueRecordSetSpec, RecordType, ValueStatus};
+
+/// The values of one record set and the problems found while computing them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ComputedValues {
+    /// Sorted by value, then source: the order of `status.values`.
+    pub values: Vec<ValueStatus>,
+    /// Problems that make the spec unservable as written (the `InvalidSpec` condition).
+    pub problems: Vec<String>,
+}
+
+/// A pod counts as healthy when its Ready condition is True and it is not terminating.
+/// (Having an address of the record's family is checked by [`pod_addresses`].)
+pub fn pod_is_healthy(pod: &Pod) -> bool {
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    !terminating
+        && conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The pod's addresses that fit the record type: IPv4 for A, IPv6 for AAAA (a
+/// dual-stack pod gives both records), the primary address for SRV targets.
+pub fn pod_addresses(pod: &Pod, record_type: RecordType) -> Vec<IpAddr> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = match status.pod_ips.as_deref() {
+        Some(list) if !list.is_empty() => list.iter().filter_map(|p| p.ip.parse().ok()).collect(),
+        _ => status
+            .pod_ip
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect(),
+    };
+    match record_type {
+        RecordType::A => ips.retain(IpAddr::is_ipv4),
+        RecordType::AAAA => ips.retain(IpAddr::is_ipv6),
+        RecordType::SRV => ips.truncate(1),
+        _ => ips.clear(),
+    }
+    ips
+}
+
+/// The pod's port for an SRV record: a number as is, a name looked up in its containers.
+pub fn pod_port(pod: &Pod, port: &IntOrString) -> Option<u16> {
+    match port {
+        IntOrString::Int(number) => u16::try_from(*number).ok().filter(|p| *p > 0),
+        IntOrString::String(name) => {
+            let containers = pod
+                .spec
+                .as_ref()
+                .map(|s| s.containers.as_slice())
+                .unwrap_or_default();
+            containers
+                .iter()
+                .flat_map(|c| c.ports.as_deref().unwrap_or_default())
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .and_then(|p| u16::try_from(p.container_port).ok())
+        }
+    }
+}
+
+/// Values from the selected pods. `pods` must already be filtered by the selector.
+pub fn values_from_pods<'a>(
+    spec: &MultiValueRecordSetSpec,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> ComputedValues {
+    let mut computed = ComputedValues::default();
+    let mut pods_without_port = 0usize;
+    let mut pod_count = 0usize;
+    for pod in pods {
+        pod_count += 1;
+        let port = match (&spec.port, spec.record_type) {
+            (Some(port), RecordType::SRV) => match pod_port(pod, port) {
+                Some(p) => Some(p),
+                None => {
+                    pods_without_port += 1;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let healthy = pod_is_healthy(pod);
+        let source = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or_default());
+        for ip in pod_addresses(pod, spec.record_type) {
+            computed.values.push(ValueStatus {
+                value: ip.to_string(),
+                healthy,
+                source: source.clone(),
+                port,
+                zone: None,
+            });
+        }
+    }
+    if pods_without_port > 0 {
+        let port = match &spec.port {
+            Some(IntOrString::String(name)) => format!("named port {name:?}"),
+            Some(IntOrString::Int(n)) => format!("port {n}"),
+            None => "port".into(),
+        };
+        computed.problems.push(format!(
+            "{pods_without_port} of {pod_count} selected pods have no {port} (spec.port); they are not served"
+        ));
+    }
+    computed
+}
+
+/// Values from `spec.values`. Admission already checked the formats; a value that
+/// still does not parse (written before a rule existed) is reported and skipped.
+/// Health checks are not run yet: a value with a check counts as healthy until its
+/// first result, which is Route 53's rule for new checks.
+pub fn values_from_static(spec: &MultiValueRecordSetSpec) -> ComputedValues {
+    let mut computed = ComputedValues::default();
+    for (index, item) in spec.values.iter().enumerate() {
+        let source = match &item.set_identifier {
+            Some(id) => format!("static/{id}"),
+            None => format!("static/{index}"),
+        };
+        match parse_value(spec.record_type, &item.value) {
+            Ok(data) => computed.values.push(ValueStatus {
+                value: canonical_value(&data, &item.value),
+                healthy: true,
+                source,
+                port: None,
+                zone: item.zone.clone(),
+            }),
+            Err(error) => computed
+                .problems
+                .push(format!("spec.values[{index}]: {error}")),
+        }
+    }
+    computed
+}
+
+/// The canonical text of a value, so that `2001:DB8::1` and `2001:db8::1` are one value.
+fn canonical_value(data: &RecordData, original: &str) -> String {
+    match data {
+        RecordData::A(ip) => ip.to_string(),
+        RecordData::Aaaa(ip) => ip.to_string(),
+        RecordData::Cname(host) | RecordData::Ns(host) => host.clone(),
+        RecordData::Mx {
+            preference,
+            exchange,
+        } => format!("{preference} {exchange}"),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => format!("{priority} {weight} {port} {target}"),
+        RecordData::Txt(_) => original.to_owned(),
+    }
+}
+
+/// Pod and static values together: sorted, and one entry per distinct value (with
+/// port), healthy if any of its sources is. A DNS RRset cannot hold one record twice.
+pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> ComputedValues {
+    let mut merged = ComputedValues::default();
+    for part in parts {
+        merged.values.extend(part.values);
+        merged.problems.extend(part.problems);
+    }
+    // Healthy entries sort after unhealthy ones for equal values, so keep the last.
+    merged.values.sort_by(|a, b| {
+        (&a.value, a.port, a.healthy, &a.source).cmp(&(&b.value, b.port, b.healthy, &b.source))
+    });
+    let mut seen = BTreeSet::new();
+    let mut deduped: Vec<ValueStatus> = Vec::with_capacity(merged.values.len());
+    for value in merged.values.into_iter().rev() {
+        if seen.insert((value.value.clone(), value.port)) {
+            deduped.push(value);
+        }
+    }
+    deduped.reverse();
+    merged.values = deduped;
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, ready: bool, ips: &[&str]) -> Pod {
+        let ips: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIPs": ips, "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+        }))
+        .expect("valid pod")
+    }
+
+    fn spec(record_type: &str, extra: serde_json::Value) -> MultiValueRecordSetSpec {
+        let mut base = json!({"name": "web.example.internal.", "type": record_type});
+        base.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        serde_json::from_value(base).expect("valid spec")
+    }
+
+    #[test]
+    fn readiness_and_termination_decide_health() {
+        assert!(pod_is_healthy(&pod("a", true, &["10.0.0.1"])));
+        assert!(!pod_is_healthy(&pod("b", false, &["10.0.0.2"])));
+        let mut terminating = pod("c", true, &["10.0.0.3"]);
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert!(!pod_is_healthy(&terminating));
+    }
+
+    #[test]
+    fn dual_stack_pods_give_one_address_per_family() {
+        let dual = pod("a", true, &["10.0.0.1", "fd00::1"]);
+        assert_eq!(
+            pod_addresses(&dual, RecordType::A),
+            vec!["10.0.0.1".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(
+            pod_addresses(&dual, RecordType::AAAA),
+            vec!["fd00::1".parse::<IpAddr>().expect("ip")]
+        );
+        assert!(pod_addresses(&pod("b", true, &["10.0.0.2"]), RecordType::AAAA).is_empty());
+    }
+
+    #[test]
+    fn srv_resolves_named_ports_and_reports_pods_without_them() {
+        let spec = spec("SRV", json!({"port": "http", "podSelector": {}}));
+        let mut other = pod("b", true, &["10.0.0.2"]);
+        other.spec.as_mut().expect("spec").containers[0].ports = None;
+        let computed = values_from_pods(&spec, [&pod("a", true, &["10.0.0.1"]), &other]);
+        assert_eq!(computed.values.len(), 1);
+        assert_eq!(computed.values[0].port, Some(8080));
+        assert_eq!(computed.problems.len(), 1, "{:?}", computed.problems);
+        assert!(computed.problems[0].contains("named port \"http\""));
+    }
+
+    #[test]
+    fn static_values_are_canonical_and_bad_ones_reported() {
+        let spec = spec(
+            "AAAA",
+            json!({"values": [{"value": "2001:DB8::1", "setIdentifier": "x"}, {"value": "not-an-ip"}]}),
+        );
+        let computed = values_from_static(&spec);
+        assert_eq!(computed.values.len(), 1);
+        assert_eq!(
+            (
+                computed.values[0].value.as_str(),
+                computed.values[0].source.as_str()
+            ),
+            ("2001:db8::1", "static/x")
+        );
+        assert!(computed.problems[0].starts_with("spec.values[1]"));
+    }
+
+    #[test]
+    fn merged_values_are_sorted_and_unique() {
+        let spec_a = spec(
+            "A",
+            json!({"podSelector": {}, "values": [{"value": "10.0.0.2"}]}),
+        );
+        let pods = [
+            pod("p1", false, &["10.0.0.2"]),
+            pod("p0", true, &["10.0.0.1"]),
+        ];
+        let merged = merge_values([
+            values_from_pods(&spec_a, &pods),
+            values_from_static(&spec_a),
+        ]);
+        let summary: Vec<_> = merged
+            .values
+            .iter()
+            .map(|v| (v.value.as_str(), v.healthy))
+            .collect();
+        assert_eq!(
+            summary,
+            [("10.0.0.1", true), ("10.0.0.2", true)],
+            "the healthy source wins"
+        );
+    }
+}
