@@ -268,3 +268,60 @@ pub fn is_pod_ready(pod: &Pod) -> bool {
 pub fn pod_ip(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.pod_ip.as_deref()
 }
+
+/// The chart's ServiceAccounts and RBAC, installed for one test: rendered with helm
+/// (release = namespace name, so cluster-scoped names do not collide) and applied.
+pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {
+    let rendered = tokio::process::Command::new(env.bin_dir.join("helm"))
+        .args(["template", namespace, "--namespace", namespace])
+        .arg(workspace_root().join("charts/mvdns"))
+        .output()
+        .await?;
+    if !rendered.status.success() {
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+    }
+    let manifest = env.dir.join(format!("chart-{namespace}.yaml"));
+    std::fs::write(&manifest, &rendered.stdout)?;
+    env.kubectl(&["apply", "-f", &manifest.to_string_lossy()])
+        .await?;
+    Ok(())
+}
+
+/// The chart's name for a component's ServiceAccount in a release named like its namespace.
+pub fn chart_service_account(namespace: &str, component: &str) -> String {
+    format!("{namespace}-{component}")
+}
+
+/// A kubeconfig file (and a client) that authenticates as a ServiceAccount with a real,
+/// API-server-issued token: the binaries run with exactly the rights the chart grants.
+pub async fn service_account_kubeconfig(
+    env: &TestEnv,
+    namespace: &str,
+    service_account: &str,
+) -> Result<PathBuf> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.admin_client().await?, namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let issued = accounts
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await?;
+    let token = issued.status.context("token request without status")?.token;
+    let admin = std::fs::read_to_string(env.admin_kubeconfig())?;
+    let mut kubeconfig: serde_yaml::Value = serde_yaml::from_str(&admin)?;
+    kubeconfig["users"][0]["user"] = serde_yaml::to_value(BTreeMap::from([("token", token)]))?;
+    let path = env
+        .dir
+        .join(format!("{namespace}-{service_account}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)?;
+    Ok(path)
+}
