@@ -1,19 +1,50 @@
 #!/usr/bin/env bash
-# The quick start: a local control plane, the CRD, a sample record set over simulated
-# pods, and what mvdns makes of it. Leaves the control plane running; stop it with
-# `hack/testenv.sh down`.
+# The quick start: a local control plane, the CRD and the chart's RBAC, the operator
+# and the DNS server running under the chart's ServiceAccounts, a sample record set over
+# simulated pods, real DNS answers, then one pod turned unready and the answers again.
+# Leaves everything running; `hack/testenv.sh down` stops it all.
 LOG_TAG=demo
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$ROOT/hack/deps.sh"
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
+D=$MVDNS_TESTENV_DIR
 NS=shop
+SYSTEM=mvdns-system
+DNS_PORT=${MVDNS_DEMO_DNS_PORT:-5353}
+NAME=web.shop.example.internal.
 
-log "installing the CRD (kubectl apply -f crds/)"
+log "building mvdns-operator and mvdns-server"
+cargo build -q -p mvdns-operator -p mvdns-server --bins
+BIN_DIR="$ROOT/target/debug"
+
+log "installing the CRD (kubectl apply -f crds/) and the chart's ServiceAccounts and RBAC"
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 kubectl wait --for=condition=Established crd/multivaluerecordsets.mvdns.io --timeout=30s >/dev/null
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+for ns in "$NS" "$SYSTEM"; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
+helm template mvdns "$ROOT/charts/mvdns" --namespace "$SYSTEM" | kubectl apply -f - >/dev/null
+
+# sa_kubeconfig SA: a kubeconfig with a real token of the chart's ServiceAccount SA.
+sa_kubeconfig() {
+  local out="$D/demo-$1.kubeconfig"
+  sed "s|^\(\s*token:\).*|\1 $(kubectl -n "$SYSTEM" create token "$1" --duration=24h)|" "$D/admin.kubeconfig" >"$out"
+  echo "$out"
+}
+
+# start_bg NAME CMD...: a background process that `hack/testenv.sh down` stops.
+start_bg() {
+  local name=$1; shift
+  [ -f "$D/demo-$name.pid" ] && kill "$(cat "$D/demo-$name.pid")" 2>/dev/null || true
+  "$@" >"$D/demo-$name.log" 2>&1 &
+  echo $! >"$D/demo-$name.pid"
+}
+
+log "starting the operator (ServiceAccount mvdns-operator) and the DNS server (mvdns-dns) on 127.0.0.1:$DNS_PORT"
+KUBECONFIG=$(sa_kubeconfig mvdns-operator) start_bg operator "$BIN_DIR/mvdns-operator" \
+  --lease-namespace "$SYSTEM" --admin-listen 127.0.0.1:18080
+KUBECONFIG=$(sa_kubeconfig mvdns-dns) start_bg dns "$BIN_DIR/mvdns-server" \
+  --zone example.internal. --listen "127.0.0.1:$DNS_PORT" --admin-listen 127.0.0.1:19153
 
 log "creating 4 simulated pods (KWOK) labelled app=web"
 for i in 0 1 2 3; do
@@ -33,6 +64,32 @@ kubectl -n "$NS" wait --for=condition=Ready pod -l app=web --timeout=60s >/dev/n
 log "applying examples/web.yaml"
 kubectl -n "$NS" apply -f "$ROOT/examples/web.yaml" >/dev/null
 
+# wait_healthy N: until the record set reports N healthy values (at most 60 s).
+wait_healthy() {
+  local i
+  for ((i = 0; i < 120; i++)); do
+    [ "$(kubectl -n "$NS" get mvrs web -o jsonpath='{.status.healthyCount}')" = "$1" ] && return
+    sleep 0.5
+  done
+  die "the record set did not reach $1 healthy values; see $D/demo-operator.log"
+}
+
+# answers: the A records the DNS server gives, sorted (UDP and TCP must agree).
+answers() {
+  local i
+  for ((i = 0; i < 40; i++)); do
+    if dig @127.0.0.1 -p "$DNS_PORT" +time=1 +tries=1 "$NAME" A >/dev/null 2>&1; then break; fi
+    sleep 0.5
+  done
+  echo "\$ dig @127.0.0.1 -p $DNS_PORT $NAME A +short   (UDP, twice: the order is random)"
+  dig @127.0.0.1 -p "$DNS_PORT" "$NAME" A +short
+  echo "--"
+  dig @127.0.0.1 -p "$DNS_PORT" "$NAME" A +short
+  echo "\$ dig @127.0.0.1 -p $DNS_PORT $NAME A +tcp +short | sort"
+  dig @127.0.0.1 -p "$DNS_PORT" "$NAME" A +tcp +short | sort
+}
+
+wait_healthy 5
 echo
 echo "\$ kubectl -n $NS get pods -o wide"
 kubectl -n "$NS" get pods -o wide
@@ -40,4 +97,15 @@ echo
 echo "\$ kubectl -n $NS get mvrs"
 kubectl -n "$NS" get mvrs
 echo
-log "the control plane keeps running: eval \"\$(hack/testenv.sh env)\" to use kubectl; hack/testenv.sh down to stop"
+answers
+echo
+log "turning pod web-0 unready (KWOK, standing in for the kubelet, reports Ready=False)"
+kubectl -n "$NS" annotate pod web-0 mvdns.io/test-ready=false --overwrite >/dev/null
+wait_healthy 4
+echo "\$ kubectl -n $NS get mvrs"
+kubectl -n "$NS" get mvrs
+echo
+sleep 1
+answers
+echo
+log "still running: eval \"\$(hack/testenv.sh env)\" for kubectl; logs in $D/demo-*.log; hack/testenv.sh down stops everything"

@@ -205,7 +205,13 @@ up() {
 }
 
 down() {
-  local name
+  local name pidfile
+  # Processes the demo or tests started beside the control plane (demo-operator, ...).
+  for pidfile in "$D"/demo-*.pid; do
+    [ -f "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
   for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if alive "$name"; then kill "$(cat "$D/$name.pid")" 2>/dev/null || true; fi
   done

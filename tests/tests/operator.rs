@@ -26,6 +26,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct RunningOperator {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    health: Arc<Health>,
 }
 
 impl RunningOperator {
@@ -50,13 +51,18 @@ impl RunningOperator {
             coalesce: Duration::from_millis(100),
         };
         let shutdown = CancellationToken::new();
+        let health = Arc::new(Health::default());
         let task = tokio::spawn(mvdns_operator::run(
             client,
             config,
-            Arc::new(Health::default()),
+            health.clone(),
             shutdown.clone(),
         ));
-        Ok(Self { shutdown, task })
+        Ok(Self {
+            shutdown,
+            task,
+            health,
+        })
     }
 
     /// Graceful stop: the lease is released.
@@ -138,6 +144,12 @@ fn healthy_values(status: &MultiValueRecordSetStatus) -> Vec<String> {
         .filter(|v| v.healthy)
         .map(|v| v.value.clone())
         .collect()
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -236,6 +248,20 @@ async fn status_follows_pod_readiness() -> Result<()> {
         1,
         "{reasons:?}"
     );
+
+    // The metrics the admin port serves.
+    let metrics = operator.health.metrics.encode();
+    assert!(metrics.contains("mvdns_operator_leader 1"), "{metrics}");
+    let writes = metric_value(&metrics, "mvdns_operator_status_writes_total");
+    assert!(
+        (4.0..=40.0).contains(&writes),
+        "a few coalesced writes, not one per event: {writes}"
+    );
+    let gauge = format!(
+        "mvdns_operator_healthy_values{{namespace=\"{}\",name=\"web\"}} 0",
+        ns.name
+    );
+    assert!(metrics.contains(&gauge), "{metrics}");
     operator.stop().await;
     Ok(())
 }
