@@ -6,9 +6,11 @@
 //! rule in `mvdns_api::ownership`); IO in [`controller`], [`leader`] and [`admin`].
 
 pub mod admin;
+pub mod checks;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod probe;
 pub mod status;
 pub mod values;
 
@@ -49,6 +51,8 @@ pub struct OperatorConfig {
     pub lease: LeaseConfig,
     /// Bursts of changes to one record set within this window become one status write.
     pub coalesce: Duration,
+    /// Health-check probes in flight at most.
+    pub probe_concurrency: usize,
 }
 
 /// State shared with the admin server.
@@ -86,7 +90,7 @@ pub async fn run(
             client.clone(),
             recorder,
             health.metrics.clone(),
-            config.coalesce,
+            &config,
             stop.clone(),
         );
         tokio::select! {

@@ -39,6 +39,9 @@ struct Args {
     /// Window in which changes to one record set are coalesced into one status write, in ms.
     #[arg(long, env = "MVDNS_COALESCE_MS", default_value_t = 100)]
     coalesce_ms: u64,
+    /// Health-check probes in flight at most; a slow endpoint holds one slot until its timeout.
+    #[arg(long, env = "MVDNS_PROBE_CONCURRENCY", default_value_t = 256)]
+    probe_concurrency: usize,
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "MVDNS_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             renew_period: Duration::from_secs(args.lease_renew_seconds),
         },
         coalesce: Duration::from_millis(args.coalesce_ms),
+        probe_concurrency: args.probe_concurrency,
     };
     let client = kube::Client::try_default()
         .await

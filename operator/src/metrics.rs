@@ -20,8 +20,15 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub outcome: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
+    pub probe_duration: Histogram,
+    pub probe_results: Family<ProbeLabels, Counter>,
     pub reconciles: Counter,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -35,6 +42,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("mvdns_operator");
         let metrics = Self {
+            probe_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            probe_results: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -93,6 +102,12 @@ impl Metrics {
                 kind: error.kind().into(),
             })
             .inc();
+    }
+
+    pub fn observe_probe(&self, outcome: &crate::probe::ProbeOutcome) {
+        self.probe_duration.observe(outcome.latency.as_secs_f64());
+        let label = if outcome.healthy { "healthy" } else { "unhealthy" };
+        self.probe_results.get_or_create(&ProbeLabels { outcome: label.into() }).inc();
     }
 
     /// The text exposition format.

@@ -230,6 +230,7 @@ mod tests {
             source: format!("pod/p{i}"),
             port: None,
             zone: None,
+            check: None,
         };
         let values = (0..healthy)
             .map(|i| value(i, true))

@@ -1,13 +1,15 @@
 //! Which values a record set has and whether each is healthy: pure functions of the
 //! record set and the pods it selects.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::value::{RecordData, parse_value};
-use mvdns_api::{MultiValueRecordSetSpec, RecordType, ValueStatus};
+use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus};
+
+use crate::checks::{CheckState, WantedCheck};
 
 /// The values of one record set and the problems found while computing them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -104,6 +106,7 @@ pub fn values_from_pods<'a>(
                 source: source.clone(),
                 port,
                 zone: None,
+                check: None,
             });
         }
     }
@@ -120,28 +123,60 @@ pub fn values_from_pods<'a>(
     computed
 }
 
-/// Values from `spec.values`. Admission already checked the formats; a value that
-/// still does not parse (written before a rule existed) is reported and skipped.
-/// Health checks are not run yet: a value with a check counts as healthy until its
-/// first result, which is Route 53's rule for new checks.
-pub fn values_from_static(spec: &MultiValueRecordSetSpec) -> ComputedValues {
+/// The `source` of a static value: its set identifier, else its index.
+pub fn static_source(index: usize, item: &StaticValue) -> String {
+    match &item.set_identifier {
+        Some(id) => format!("static/{id}"),
+        None => format!("static/{index}"),
+    }
+}
+
+/// The health checks `spec.values` asks for, one per value that parses.
+pub fn wanted_checks(spec: &MultiValueRecordSetSpec) -> Vec<WantedCheck> {
+    let items = spec.values.iter().enumerate();
+    let checked = items.filter_map(|(index, item)| Some((index, item, item.health_check.clone()?)));
+    checked
+        .filter_map(|(index, item, check)| {
+            let data = parse_value(spec.record_type, &item.value).ok()?;
+            Some(WantedCheck { source: static_source(index, item), value: probe_target(&data)?, check })
+        })
+        .collect()
+}
+
+/// What a health check connects to: the address, or the host name of CNAME, NS, MX
+/// and SRV values. TXT values have no endpoint.
+fn probe_target(data: &RecordData) -> Option<String> {
+    match data {
+        RecordData::A(ip) => Some(ip.to_string()),
+        RecordData::Aaaa(ip) => Some(ip.to_string()),
+        RecordData::Cname(host) | RecordData::Ns(host) => Some(host.clone()),
+        RecordData::Mx { exchange, .. } => Some(exchange.clone()),
+        RecordData::Srv { target, .. } => Some(target.clone()),
+        RecordData::Txt(_) => None,
+    }
+}
+
+/// Values from `spec.values`, with the state of their health checks (by source).
+/// Admission already checked the formats; a value that still does not parse (written
+/// before a rule existed) is reported and skipped. A value with a check counts as
+/// healthy until the check's first result, which is Route 53's rule for new checks.
+pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<String, CheckState>) -> ComputedValues {
     let mut computed = ComputedValues::default();
     for (index, item) in spec.values.iter().enumerate() {
-        let source = match &item.set_identifier {
-            Some(id) => format!("static/{id}"),
-            None => format!("static/{index}"),
-        };
+        let source = static_source(index, item);
         match parse_value(spec.record_type, &item.value) {
-            Ok(data) => computed.values.push(ValueStatus {
-                value: canonical_value(&data, &item.value),
-                healthy: true,
-                source,
-                port: None,
-                zone: item.zone.clone(),
-            }),
-            Err(error) => computed
-                .problems
-                .push(format!("spec.values[{index}]: {error}")),
+            Ok(data) => {
+                let state = item.health_check.as_ref().map(|_| checks.get(&source).cloned().unwrap_or_default());
+                computed.values.push(ValueStatus {
+                    value: canonical_value(&data, &item.value),
+                    healthy: state.as_ref().is_none_or(|s| s.healthy),
+                    check: state.as_ref().map(CheckState::status),
+                    source,
+                    port: None,
+                    zone: item.zone.clone(),
+                });
+            }
+            Err(error) => computed.problems.push(format!("spec.values[{index}]: {error}")),
         }
     }
     computed
@@ -258,7 +293,7 @@ mod tests {
             "AAAA",
             json!({"values": [{"value": "2001:DB8::1", "setIdentifier": "x"}, {"value": "not-an-ip"}]}),
         );
-        let computed = values_from_static(&spec);
+        let computed = values_from_static(&spec, &HashMap::new());
         assert_eq!(computed.values.len(), 1);
         assert_eq!(
             (
@@ -282,7 +317,7 @@ mod tests {
         ];
         let merged = merge_values([
             values_from_pods(&spec_a, &pods),
-            values_from_static(&spec_a),
+            values_from_static(&spec_a, &HashMap::new()),
         ]);
         let summary: Vec<_> = merged
             .values

@@ -49,6 +49,7 @@ impl RunningOperator {
                 renew_period: Duration::from_secs(1),
             },
             coalesce: Duration::from_millis(100),
+            probe_concurrency: 64,
         };
         let shutdown = CancellationToken::new();
         let health = Arc::new(Health::default());

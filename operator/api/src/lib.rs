@@ -9,7 +9,7 @@ pub mod value;
 use kube::CustomResourceExt;
 
 pub use record_set::{
-    HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec,
+    CheckResult, CheckStatus, HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec,
     MultiValueRecordSetStatus, RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
 };
 

@@ -187,6 +187,17 @@ pub struct HealthCheck {
     #[serde(default = "default_failure_threshold")]
     #[schemars(range(min = 1, max = 10))]
     pub failure_threshold: u32,
+
+    /// Seconds to wait for the connection, 1-30 (default 4, as Route 53).
+    #[serde(default = "default_connect_timeout_seconds")]
+    #[schemars(range(min = 1, max = 30))]
+    pub connect_timeout_seconds: u32,
+
+    /// HTTP(S): seconds to wait for the response after connecting, 1-30 (default 2, as
+    /// Route 53). A server that accepts and never answers fails within this time.
+    #[serde(default = "default_response_timeout_seconds")]
+    #[schemars(range(min = 1, max = 30))]
+    pub response_timeout_seconds: u32,
 }
 
 /// Record types mvdns serves.
@@ -302,6 +313,35 @@ pub struct ValueStatus {
     /// Topology zone of the value, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Static values with a health check: the check's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckStatus>,
+}
+
+/// The state of a value's active health check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    /// `Pending` until the first probe result (the value counts as healthy meanwhile,
+    /// Route 53's rule), then the result of the latest probe: `Success` or `Failure`.
+    pub last_result: CheckResult,
+    /// Consecutive probes that gave `lastResult`, as of this status write. Status is
+    /// written when a result differs from the one before, not after every probe.
+    pub consecutive: u32,
+    /// When the value's health last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Why the latest failed probe failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A probe outcome.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckResult {
+    Pending,
+    Success,
+    Failure,
 }
 
 /// Conditions are a map keyed by type, so server-side apply merges them by type.
@@ -327,4 +367,10 @@ fn default_interval_seconds() -> u32 {
 }
 fn default_failure_threshold() -> u32 {
     3
+}
+fn default_connect_timeout_seconds() -> u32 {
+    4
+}
+fn default_response_timeout_seconds() -> u32 {
+    2
 }

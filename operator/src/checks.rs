@@ -1,0 +1,235 @@
+//! Active health checks of static values, Route 53 style.
+//!
+//! [`CheckState`] is the pure state machine: a value starts healthy (`Pending`) and
+//! changes health only after `failureThreshold` consecutive results that disagree with
+//! it, in either direction. [`HealthChecker`] runs one task per checked value: jittered
+//! start (a new leader does not probe everything at once), bounded concurrency (a slow
+//! endpoint holds one permit, never the others), per-probe timeouts, and a reconcile
+//! trigger only when a result differs from the previous one, so that status is written
+//! on changes, not on every probe.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::ObjectRef;
+use mvdns_api::{CheckResult, CheckStatus, HealthCheck};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+use crate::controller::Guarded;
+use crate::metrics::Metrics;
+use crate::probe::{ProbeOutcome, probe};
+
+/// The health of one checked value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckState {
+    pub healthy: bool,
+    pub last_result: CheckResult,
+    pub consecutive: u32,
+    pub last_change: Option<Time>,
+    pub last_error: Option<String>,
+}
+
+impl Default for CheckState {
+    /// A new check counts as healthy until its first result (Route 53's rule).
+    fn default() -> Self {
+        Self { healthy: true, last_result: CheckResult::Pending, consecutive: 0, last_change: None, last_error: None }
+    }
+}
+
+impl CheckState {
+    /// Records one probe result. Returns whether status should be written: the result
+    /// differs from the previous one, or the health flipped.
+    pub fn record(&mut self, success: bool, error: Option<String>, threshold: u32, now: &Time) -> bool {
+        let result = if success { CheckResult::Success } else { CheckResult::Failure };
+        let changed_result = result != self.last_result;
+        self.consecutive = if changed_result { 1 } else { self.consecutive.saturating_add(1) };
+        self.last_result = result;
+        if let Some(error) = error {
+            self.last_error = Some(error);
+        }
+        let flipped = success != self.healthy && self.consecutive >= threshold;
+        if flipped {
+            self.healthy = success;
+            self.last_change = Some(now.clone());
+        }
+        changed_result || flipped
+    }
+
+    pub fn status(&self) -> CheckStatus {
+        CheckStatus {
+            last_result: self.last_result,
+            consecutive: self.consecutive,
+            last_change: self.last_change.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// A checked value of one record set, identified by its `source` (`static/<id>`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CheckKey {
+    pub namespace: String,
+    pub record_set: String,
+    pub source: String,
+}
+
+/// What to probe for one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedCheck {
+    pub source: String,
+    pub value: String,
+    pub check: HealthCheck,
+}
+
+struct Entry {
+    wanted: WantedCheck,
+    state: CheckState,
+    task: AbortHandle,
+}
+
+/// Runs the health checks of the leader. Dropping it stops every probe.
+pub struct HealthChecker {
+    entries: Arc<Mutex<HashMap<CheckKey, Entry>>>,
+    permits: Arc<Semaphore>,
+    trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for HealthChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthChecker").finish_non_exhaustive()
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        if let Ok(entries) = self.entries.lock() {
+            entries.values().for_each(|e| e.task.abort());
+        }
+    }
+}
+
+impl HealthChecker {
+    /// `concurrency` bounds the probes in flight; `trigger` receives the record sets
+    /// whose check results changed.
+    pub fn new(concurrency: usize, trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>, metrics: Arc<Metrics>) -> Self {
+        Self { entries: Arc::default(), permits: Arc::new(Semaphore::new(concurrency)), trigger, metrics }
+    }
+
+    /// Makes the running checks of one record set match `wanted`: starts new ones,
+    /// restarts changed ones, stops removed ones. Returns the current states by source.
+    pub fn sync(&self, namespace: &str, record_set: &str, wanted: Vec<WantedCheck>) -> HashMap<String, CheckState> {
+        let Ok(mut entries) = self.entries.lock() else { return HashMap::new() };
+        let belongs = |key: &CheckKey| key.namespace == namespace && key.record_set == record_set;
+        entries.retain(|key, entry| {
+            let keep = !belongs(key) || wanted.contains(&entry.wanted);
+            if !keep {
+                entry.task.abort();
+            }
+            keep
+        });
+        let mut states = HashMap::new();
+        for want in wanted {
+            let key = CheckKey { namespace: namespace.into(), record_set: record_set.into(), source: want.source.clone() };
+            let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+                task: self.spawn_probe_loop(key, want.clone()),
+                wanted: want.clone(),
+                state: CheckState::default(),
+            });
+            states.insert(want.source, entry.state.clone());
+        }
+        states
+    }
+
+    /// Stops the checks of record sets that no longer exist.
+    pub fn retain_record_sets(&self, exists: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|key, entry| {
+                let keep = exists(&key.namespace, &key.record_set);
+                if !keep {
+                    entry.task.abort();
+                }
+                keep
+            });
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    fn spawn_probe_loop(&self, key: CheckKey, want: WantedCheck) -> AbortHandle {
+        let (entries, permits, trigger, metrics) =
+            (self.entries.clone(), self.permits.clone(), self.trigger.clone(), self.metrics.clone());
+        let interval = Duration::from_secs(u64::from(want.check.interval_seconds));
+        let target = ObjectRef::<Guarded>::new(&key.record_set).within(&key.namespace);
+        let task = tokio::spawn(async move {
+            // Spread the first probes over one interval: no lockstep, no herd after failover.
+            tokio::time::sleep(interval.mul_f64(rand::random::<f64>())).await;
+            loop {
+                let outcome = match permits.acquire().await {
+                    Ok(_permit) => probe(&want.value, &want.check).await,
+                    Err(_) => return, // the checker is gone
+                };
+                metrics.observe_probe(&outcome);
+                let changed = record_outcome(&entries, &key, &want, &outcome);
+                if changed && trigger.send(target.clone()).is_err() {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        task.abort_handle()
+    }
+}
+
+fn record_outcome(
+    entries: &Mutex<HashMap<CheckKey, Entry>>,
+    key: &CheckKey,
+    want: &WantedCheck,
+    outcome: &ProbeOutcome,
+) -> bool {
+    let Ok(mut entries) = entries.lock() else { return false };
+    let Some(entry) = entries.get_mut(key).filter(|e| &e.wanted == want) else { return false };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    entry.state.record(outcome.healthy, outcome.error.clone(), want.check.failure_threshold, &now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("valid"))
+    }
+
+    #[test]
+    fn healthy_until_threshold_failures_then_back_after_as_many_successes() {
+        let mut state = CheckState::default();
+        assert!(state.healthy && state.last_result == CheckResult::Pending);
+        assert!(state.record(false, Some("refused".into()), 3, &at(1)), "first failure: a new result");
+        assert!(!state.record(false, Some("refused".into()), 3, &at(2)), "same result again: no write");
+        assert!(state.healthy, "two failures of three");
+        assert!(state.record(false, Some("refused".into()), 3, &at(3)), "third failure flips");
+        assert!(!state.healthy);
+        assert_eq!((state.consecutive, state.last_change.clone()), (3, Some(at(3))));
+        assert!(state.record(true, None, 3, &at(4)));
+        state.record(true, None, 3, &at(5));
+        assert!(!state.healthy, "two successes of three");
+        assert!(state.record(true, None, 3, &at(6)));
+        assert!(state.healthy);
+        assert_eq!(state.last_error.as_deref(), Some("refused"), "the last error stays visible");
+    }
+
+    #[test]
+    fn an_alternating_endpoint_keeps_its_health() {
+        let mut state = CheckState::default();
+        for i in 0..10 {
+            state.record(i % 2 == 0, None, 2, &at(i));
+        }
+        assert!(state.healthy && state.last_change.is_none());
+    }
+}
