@@ -35,18 +35,39 @@ pub struct CheckState {
 impl Default for CheckState {
     /// A new check counts as healthy until its first result (Route 53's rule).
     fn default() -> Self {
-        Self { healthy: true, last_result: CheckResult::Pending, consecutive: 0, last_change: None, last_error: None }
+        Self {
+            healthy: true,
+            last_result: CheckResult::Pending,
+            consecutive: 0,
+            last_change: None,
+            last_error: None,
+        }
     }
 }
 
 impl CheckState {
     /// Records one probe result. Returns whether status should be written: the result
-    /// differs from the previous one, or the health flipped.
-    pub fn record(&mut self, success: bool, error: Option<String>, threshold: u32, now: &Time) -> bool {
-        let result = if success { CheckResult::Success } else { CheckResult::Failure };
+    /// differs from the previous one, the failure has a new reason, or the health flipped.
+    pub fn record(
+        &mut self,
+        success: bool,
+        error: Option<String>,
+        threshold: u32,
+        now: &Time,
+    ) -> bool {
+        let result = if success {
+            CheckResult::Success
+        } else {
+            CheckResult::Failure
+        };
         let changed_result = result != self.last_result;
-        self.consecutive = if changed_result { 1 } else { self.consecutive.saturating_add(1) };
+        self.consecutive = if changed_result {
+            1
+        } else {
+            self.consecutive.saturating_add(1)
+        };
         self.last_result = result;
+        let new_reason = error.is_some() && error != self.last_error;
         if let Some(error) = error {
             self.last_error = Some(error);
         }
@@ -55,7 +76,7 @@ impl CheckState {
             self.healthy = success;
             self.last_change = Some(now.clone());
         }
-        changed_result || flipped
+        changed_result || new_reason || flipped
     }
 
     pub fn status(&self) -> CheckStatus {
@@ -115,14 +136,30 @@ impl Drop for HealthChecker {
 impl HealthChecker {
     /// `concurrency` bounds the probes in flight; `trigger` receives the record sets
     /// whose check results changed.
-    pub fn new(concurrency: usize, trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>, metrics: Arc<Metrics>) -> Self {
-        Self { entries: Arc::default(), permits: Arc::new(Semaphore::new(concurrency)), trigger, metrics }
+    pub fn new(
+        concurrency: usize,
+        trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            entries: Arc::default(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            trigger,
+            metrics,
+        }
     }
 
     /// Makes the running checks of one record set match `wanted`: starts new ones,
     /// restarts changed ones, stops removed ones. Returns the current states by source.
-    pub fn sync(&self, namespace: &str, record_set: &str, wanted: Vec<WantedCheck>) -> HashMap<String, CheckState> {
-        let Ok(mut entries) = self.entries.lock() else { return HashMap::new() };
+    pub fn sync(
+        &self,
+        namespace: &str,
+        record_set: &str,
+        wanted: Vec<WantedCheck>,
+    ) -> HashMap<String, CheckState> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return HashMap::new();
+        };
         let belongs = |key: &CheckKey| key.namespace == namespace && key.record_set == record_set;
         entries.retain(|key, entry| {
             let keep = !belongs(key) || wanted.contains(&entry.wanted);
@@ -133,7 +170,11 @@ impl HealthChecker {
         });
         let mut states = HashMap::new();
         for want in wanted {
-            let key = CheckKey { namespace: namespace.into(), record_set: record_set.into(), source: want.source.clone() };
+            let key = CheckKey {
+                namespace: namespace.into(),
+                record_set: record_set.into(),
+                source: want.source.clone(),
+            };
             let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
                 task: self.spawn_probe_loop(key, want.clone()),
                 wanted: want.clone(),
@@ -162,8 +203,12 @@ impl HealthChecker {
     }
 
     fn spawn_probe_loop(&self, key: CheckKey, want: WantedCheck) -> AbortHandle {
-        let (entries, permits, trigger, metrics) =
-            (self.entries.clone(), self.permits.clone(), self.trigger.clone(), self.metrics.clone());
+        let (entries, permits, trigger, metrics) = (
+            self.entries.clone(),
+            self.permits.clone(),
+            self.trigger.clone(),
+            self.metrics.clone(),
+        );
         let interval = Duration::from_secs(u64::from(want.check.interval_seconds));
         let target = ObjectRef::<Guarded>::new(&key.record_set).within(&key.namespace);
         let task = tokio::spawn(async move {
@@ -192,10 +237,19 @@ fn record_outcome(
     want: &WantedCheck,
     outcome: &ProbeOutcome,
 ) -> bool {
-    let Ok(mut entries) = entries.lock() else { return false };
-    let Some(entry) = entries.get_mut(key).filter(|e| &e.wanted == want) else { return false };
+    let Ok(mut entries) = entries.lock() else {
+        return false;
+    };
+    let Some(entry) = entries.get_mut(key).filter(|e| &e.wanted == want) else {
+        return false;
+    };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    entry.state.record(outcome.healthy, outcome.error.clone(), want.check.failure_threshold, &now)
+    entry.state.record(
+        outcome.healthy,
+        outcome.error.clone(),
+        want.check.failure_threshold,
+        &now,
+    )
 }
 
 #[cfg(test)]
@@ -210,18 +264,40 @@ mod tests {
     fn healthy_until_threshold_failures_then_back_after_as_many_successes() {
         let mut state = CheckState::default();
         assert!(state.healthy && state.last_result == CheckResult::Pending);
-        assert!(state.record(false, Some("refused".into()), 3, &at(1)), "first failure: a new result");
-        assert!(!state.record(false, Some("refused".into()), 3, &at(2)), "same result again: no write");
+        assert!(
+            state.record(false, Some("refused".into()), 3, &at(1)),
+            "first failure: a new result"
+        );
+        assert!(
+            !state.record(false, Some("refused".into()), 3, &at(2)),
+            "same result again: no write"
+        );
+        assert!(
+            state.record(false, Some("timeout".into()), 9, &at(2)),
+            "a new reason: write"
+        );
+        state.record(false, Some("refused".into()), 9, &at(2));
+        state.consecutive = 2;
         assert!(state.healthy, "two failures of three");
-        assert!(state.record(false, Some("refused".into()), 3, &at(3)), "third failure flips");
+        assert!(
+            state.record(false, Some("refused".into()), 3, &at(3)),
+            "third failure flips"
+        );
         assert!(!state.healthy);
-        assert_eq!((state.consecutive, state.last_change.clone()), (3, Some(at(3))));
+        assert_eq!(
+            (state.consecutive, state.last_change.clone()),
+            (3, Some(at(3)))
+        );
         assert!(state.record(true, None, 3, &at(4)));
         state.record(true, None, 3, &at(5));
         assert!(!state.healthy, "two successes of three");
         assert!(state.record(true, None, 3, &at(6)));
         assert!(state.healthy);
-        assert_eq!(state.last_error.as_deref(), Some("refused"), "the last error stays visible");
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some("refused"),
+            "the last error stays visible"
+        );
     }
 
     #[test]

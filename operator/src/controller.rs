@@ -22,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::HealthChecker;
 use crate::metrics::Metrics;
-use crate::{Error, OperatorConfig};
 use crate::status::{Conflict, StatusInput, desired_status, transitions};
-use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
+use crate::values::{
+    ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks,
+};
+use crate::{Error, OperatorConfig};
 
 /// The one field manager that owns `.status` (server-side apply).
 pub const FIELD_MANAGER: &str = "mvdns-operator";
@@ -45,7 +47,13 @@ pub struct Context {
 
 /// Runs the controller until `stop` is cancelled. Bursts of changes for one record set
 /// within `config.coalesce` merge into one reconcile and one status write.
-pub async fn run(client: Client, recorder: Recorder, metrics: Arc<Metrics>, config: &OperatorConfig, stop: CancellationToken) {
+pub async fn run(
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    config: &OperatorConfig,
+    stop: CancellationToken,
+) {
     let record_sets: Api<Guarded> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
 
@@ -56,23 +64,47 @@ pub async fn run(client: Client, recorder: Recorder, metrics: Arc<Metrics>, conf
         .reflect(pod_writer)
         .touched_objects();
 
-    let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic())
-        .with_config(ControllerConfig::default().debounce(config.coalesce));
+    let controller = Controller::new(
+        record_sets.clone(),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(ControllerConfig::default().debounce(config.coalesce));
     let rs_store = controller.store();
     let by_pod = rs_store.clone();
     let by_name = rs_store.clone();
 
     // Health checks report changed results by asking for a reconcile of their record set.
     let (check_results, changed_checks) = tokio::sync::mpsc::unbounded_channel();
-    let checker = Arc::new(HealthChecker::new(config.probe_concurrency, check_results, metrics.clone()));
-    tokio::spawn(stop_checks_of_deleted_sets(checker.clone(), rs_store.clone(), stop.clone()));
-    let changed_checks = futures::stream::unfold(changed_checks, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
+    let checker = Arc::new(HealthChecker::new(
+        config.probe_concurrency,
+        check_results,
+        metrics.clone(),
+    ));
+    tokio::spawn(stop_checks_of_deleted_sets(
+        checker.clone(),
+        rs_store.clone(),
+        stop.clone(),
+    ));
+    let changed_checks = futures::stream::unfold(changed_checks, |mut rx| async {
+        rx.recv().await.map(|r| (r, rx))
+    });
 
-    let context = Arc::new(Context { client, recorder, metrics, pods: pod_store, record_sets: rs_store, checker });
+    let context = Arc::new(Context {
+        client,
+        recorder,
+        metrics,
+        pods: pod_store,
+        record_sets: rs_store,
+        checker,
+    });
     controller
         .watches_stream(pod_events, move |pod| record_sets_for_pod(&by_pod, &pod))
         // A record set appearing or vanishing can hand a name to another namespace.
-        .watches(record_sets, watcher::Config::default().any_semantic(), move |rs| record_sets_sharing_name(&by_name, &rs))
+        .watches(
+            record_sets,
+            watcher::Config::default().any_semantic(),
+            move |rs| record_sets_sharing_name(&by_name, &rs),
+        )
         .reconcile_on(changed_checks)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, context)
@@ -81,14 +113,20 @@ pub async fn run(client: Client, recorder: Recorder, metrics: Arc<Metrics>, conf
 }
 
 /// Reconciles never run for deleted objects, so their probes are stopped here.
-async fn stop_checks_of_deleted_sets(checker: Arc<HealthChecker>, store: Store<Guarded>, stop: CancellationToken) {
+async fn stop_checks_of_deleted_sets(
+    checker: Arc<HealthChecker>,
+    store: Store<Guarded>,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        checker.retain_record_sets(|namespace, name| store.get(&ObjectRef::new(name).within(namespace)).is_some());
+        checker.retain_record_sets(|namespace, name| {
+            store.get(&ObjectRef::new(name).within(namespace)).is_some()
+        });
     }
 }
 
@@ -195,7 +233,9 @@ async fn reconcile_record_set(
 ) -> Result<Action, Error> {
     let namespace = record_set.namespace().unwrap_or_default();
     let name = record_set.name_any();
-    let checks = ctx.checker.sync(&namespace, &name, wanted_checks(&record_set.spec));
+    let checks = ctx
+        .checker
+        .sync(&namespace, &name, wanted_checks(&record_set.spec));
     let computed = compute_values(record_set, &ctx.pods, &checks);
     let conflict = find_conflict(record_set, &ctx.record_sets);
     let input = StatusInput {

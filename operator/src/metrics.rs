@@ -54,6 +54,16 @@ impl Default for Metrics {
         };
         registry.register("reconciles", "Reconciles run", metrics.reconciles.clone());
         registry.register(
+            "probe_duration_seconds",
+            "Health-check probe latency",
+            metrics.probe_duration.clone(),
+        );
+        registry.register(
+            "probe_results",
+            "Health-check probe results, by outcome",
+            metrics.probe_results.clone(),
+        );
+        registry.register(
             "reconcile_errors",
             "Reconciles failed, by kind",
             metrics.reconcile_errors.clone(),
@@ -106,8 +116,16 @@ impl Metrics {
 
     pub fn observe_probe(&self, outcome: &crate::probe::ProbeOutcome) {
         self.probe_duration.observe(outcome.latency.as_secs_f64());
-        let label = if outcome.healthy { "healthy" } else { "unhealthy" };
-        self.probe_results.get_or_create(&ProbeLabels { outcome: label.into() }).inc();
+        let label = if outcome.healthy {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        self.probe_results
+            .get_or_create(&ProbeLabels {
+                outcome: label.into(),
+            })
+            .inc();
     }
 
     /// The text exposition format.

@@ -35,10 +35,26 @@ pub async fn probe(target: &str, check: &HealthCheck) -> ProbeOutcome {
     let result = run_probe(target, check).await;
     let latency = started.elapsed();
     match (result, check.invert) {
-        (Ok(()), false) => ProbeOutcome { healthy: true, error: None, latency },
-        (Err(error), false) => ProbeOutcome { healthy: false, error: Some(error), latency },
-        (Ok(()), true) => ProbeOutcome { healthy: false, error: Some("the probe succeeded (inverted check)".into()), latency },
-        (Err(_), true) => ProbeOutcome { healthy: true, error: None, latency },
+        (Ok(()), false) => ProbeOutcome {
+            healthy: true,
+            error: None,
+            latency,
+        },
+        (Err(error), false) => ProbeOutcome {
+            healthy: false,
+            error: Some(error),
+            latency,
+        },
+        (Ok(()), true) => ProbeOutcome {
+            healthy: false,
+            error: Some("the probe succeeded (inverted check)".into()),
+            latency,
+        },
+        (Err(_), true) => ProbeOutcome {
+            healthy: true,
+            error: None,
+            latency,
+        },
     }
 }
 
@@ -46,18 +62,26 @@ async fn run_probe(target: &str, check: &HealthCheck) -> Result<(), String> {
     let connect_timeout = Duration::from_secs(u64::from(check.connect_timeout_seconds));
     let response_timeout = Duration::from_secs(u64::from(check.response_timeout_seconds));
     // An IPv6 literal needs brackets in a socket address.
-    let address = if target.contains(':') { format!("[{target}]:{}", check.port) } else { format!("{target}:{}", check.port) };
+    let address = if target.contains(':') {
+        format!("[{target}]:{}", check.port)
+    } else {
+        format!("{target}:{}", check.port)
+    };
     let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&address))
         .await
         .map_err(|_| format!("no connection to {address} within {connect_timeout:?}"))?
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    let host = check.host.clone().unwrap_or_else(|| target.trim_end_matches('.').to_owned());
+    let host = check
+        .host
+        .clone()
+        .unwrap_or_else(|| target.trim_end_matches('.').to_owned());
     let exchange = async {
         match check.check_type {
             HealthCheckType::TCP => Ok(()),
             HealthCheckType::HTTP => http_check(stream, &host, check).await,
             HealthCheckType::HTTPS => {
-                let name = ServerName::try_from(host.clone()).map_err(|e| format!("bad TLS server name {host:?}: {e}"))?;
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| format!("bad TLS server name {host:?}: {e}"))?;
                 let tls = tls_connector(check.verify_certificate)
                     .connect(name, stream)
                     .await
@@ -71,12 +95,19 @@ async fn run_probe(target: &str, check: &HealthCheck) -> Result<(), String> {
         .map_err(|_| format!("no complete response from {address} within {response_timeout:?}"))?
 }
 
-async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, host: &str, check: &HealthCheck) -> Result<(), String> {
+async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    check: &HealthCheck,
+) -> Result<(), String> {
     let path = check.path.as_deref().unwrap_or("/");
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: mvdns-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send the request: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     let want_body = check.search_string.is_some();
     let response = read_bounded(&mut stream, want_body).await?;
     evaluate_response(&response, check.search_string.as_deref())
@@ -84,14 +115,19 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, host: &str
 
 /// Reads until the headers end (and, if a body is wanted, its first 5,120 bytes or
 /// the end of the stream), never more than the bounds.
-async fn read_bounded<S: AsyncRead + Unpin>(stream: &mut S, want_body: bool) -> Result<Vec<u8>, String> {
+async fn read_bounded<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    want_body: bool,
+) -> Result<Vec<u8>, String> {
     let mut buffer = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
         let header_end = find(&buffer, b"\r\n\r\n");
         match header_end {
             Some(end) if !want_body || buffer.len() >= end + 4 + SEARCH_WINDOW => break,
-            None if buffer.len() > MAX_HEADER_BYTES => return Err("response headers larger than 16 KiB".into()),
+            None if buffer.len() > MAX_HEADER_BYTES => {
+                return Err("response headers larger than 16 KiB".into());
+            }
             _ => {}
         }
         let read = stream.read(&mut chunk).await;
@@ -124,7 +160,9 @@ pub fn evaluate_response(response: &[u8], search_string: Option<&str>) -> Result
         let body_start = find(response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
         let body = &response[body_start..response.len().min(body_start + SEARCH_WINDOW)];
         if find(body, wanted.as_bytes()).is_none() {
-            return Err(format!("{wanted:?} not in the first {SEARCH_WINDOW} bytes of the body"));
+            return Err(format!(
+                "{wanted:?} not in the first {SEARCH_WINDOW} bytes of the body"
+            ));
         }
     }
     Ok(())
@@ -147,7 +185,9 @@ fn tls_connector(verify: bool) -> TlsConnector {
     if verify {
         VERIFYING
             .get_or_init(|| {
-                let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
                 let config = rustls::ClientConfig::builder_with_provider(provider())
                     .with_safe_default_protocol_versions()
                     .map(|b| b.with_root_certificates(roots).with_no_client_auth());
@@ -155,7 +195,9 @@ fn tls_connector(verify: bool) -> TlsConnector {
             })
             .clone()
     } else {
-        ACCEPTING.get_or_init(|| TlsConnector::from(Arc::new(unverified_config()))).clone()
+        ACCEPTING
+            .get_or_init(|| TlsConnector::from(Arc::new(unverified_config())))
+            .clone()
     }
 }
 
@@ -192,7 +234,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -201,7 +248,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -217,11 +269,17 @@ mod tests {
     fn status_codes_and_search_strings() {
         assert!(evaluate_response(b"HTTP/1.1 200 OK\r\n\r\nall ok", Some("ok")).is_ok());
         assert!(evaluate_response(b"HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n", None).is_ok());
-        assert_eq!(evaluate_response(b"HTTP/1.1 503 Unavailable\r\n\r\n", None), Err("HTTP status 503".into()));
+        assert_eq!(
+            evaluate_response(b"HTTP/1.1 503 Unavailable\r\n\r\n", None),
+            Err("HTTP status 503".into())
+        );
         assert!(evaluate_response(b"SSH-2.0-OpenSSH\r\n", None).is_err());
         let mut late = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
         late.extend(std::iter::repeat_n(b'x', SEARCH_WINDOW));
         late.extend(b"ok");
-        assert!(evaluate_response(&late, Some("ok")).is_err(), "only the first 5120 bytes count");
+        assert!(
+            evaluate_response(&late, Some("ok")).is_err(),
+            "only the first 5120 bytes count"
+        );
     }
 }

@@ -138,7 +138,11 @@ pub fn wanted_checks(spec: &MultiValueRecordSetSpec) -> Vec<WantedCheck> {
     checked
         .filter_map(|(index, item, check)| {
             let data = parse_value(spec.record_type, &item.value).ok()?;
-            Some(WantedCheck { source: static_source(index, item), value: probe_target(&data)?, check })
+            Some(WantedCheck {
+                source: static_source(index, item),
+                value: probe_target(&data)?,
+                check,
+            })
         })
         .collect()
 }
@@ -160,13 +164,19 @@ fn probe_target(data: &RecordData) -> Option<String> {
 /// Admission already checked the formats; a value that still does not parse (written
 /// before a rule existed) is reported and skipped. A value with a check counts as
 /// healthy until the check's first result, which is Route 53's rule for new checks.
-pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<String, CheckState>) -> ComputedValues {
+pub fn values_from_static(
+    spec: &MultiValueRecordSetSpec,
+    checks: &HashMap<String, CheckState>,
+) -> ComputedValues {
     let mut computed = ComputedValues::default();
     for (index, item) in spec.values.iter().enumerate() {
         let source = static_source(index, item);
         match parse_value(spec.record_type, &item.value) {
             Ok(data) => {
-                let state = item.health_check.as_ref().map(|_| checks.get(&source).cloned().unwrap_or_default());
+                let state = item
+                    .health_check
+                    .as_ref()
+                    .map(|_| checks.get(&source).cloned().unwrap_or_default());
                 computed.values.push(ValueStatus {
                     value: canonical_value(&data, &item.value),
                     healthy: state.as_ref().is_none_or(|s| s.healthy),
@@ -176,7 +186,9 @@ pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<Strin
                     zone: item.zone.clone(),
                 });
             }
-            Err(error) => computed.problems.push(format!("spec.values[{index}]: {error}")),
+            Err(error) => computed
+                .problems
+                .push(format!("spec.values[{index}]: {error}")),
         }
     }
     computed

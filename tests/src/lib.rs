@@ -5,6 +5,9 @@
 //! because a kube `Client` is tied to the tokio runtime it was created in, and every
 //! `#[tokio::test]` has its own.
 
+pub mod endpoints;
+pub mod operator;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,154 +4,19 @@
 //! Each test runs its own cluster-wide operator, so the tests of this file take turns
 //! (`SERIAL`); test binaries run one after another, so no other operator is running.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
-use mvdns_operator::leader::LeaseConfig;
-use mvdns_operator::{Health, OperatorConfig};
+use kube::api::{DeleteParams, ListParams};
+use mvdns_api::MultiValueRecordSet;
+use mvdns_tests::operator::*;
 use mvdns_tests::*;
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// An operator running in this test's runtime under the chart's ServiceAccount.
-struct RunningOperator {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    health: Arc<Health>,
-}
-
-impl RunningOperator {
-    async fn start(
-        env: &TestEnv,
-        namespace: &str,
-        identity: &str,
-        lease_seconds: u64,
-    ) -> Result<Self> {
-        let account = chart_service_account(namespace, "operator");
-        let client =
-            client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?)
-                .await?;
-        let config = OperatorConfig {
-            lease: LeaseConfig {
-                namespace: namespace.into(),
-                name: "mvdns-operator".into(),
-                identity: identity.into(),
-                lease_duration: Duration::from_secs(lease_seconds),
-                renew_period: Duration::from_secs(1),
-            },
-            coalesce: Duration::from_millis(100),
-            probe_concurrency: 64,
-        };
-        let shutdown = CancellationToken::new();
-        let health = Arc::new(Health::default());
-        let task = tokio::spawn(mvdns_operator::run(
-            client,
-            config,
-            health.clone(),
-            shutdown.clone(),
-        ));
-        Ok(Self {
-            shutdown,
-            task,
-            health,
-        })
-    }
-
-    /// Graceful stop: the lease is released.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-    }
-
-    /// Like a killed process: no release, the lease must expire.
-    fn kill(self) {
-        self.task.abort();
-    }
-}
-
-struct Fixture {
-    env: TestEnv,
-    ns: TestNamespace,
-}
-
-async fn fixture(prefix: &str) -> Result<Fixture> {
-    let env = TestEnv::get()?;
-    let client = env.admin_client().await?;
-    install_crd(&client).await?;
-    let ns = TestNamespace::new(&env, &client, prefix).await?;
-    install_chart_rbac(&env, &ns.name).await?;
-    Ok(Fixture { env, ns })
-}
-
-async fn apply_record_set(env: &TestEnv, namespace: &str, name: &str, spec: Value) -> Result<()> {
-    let gvk = GroupVersionKind::gvk("mvdns.io", "v1alpha1", "MultiValueRecordSet");
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        env.admin_client().await?,
-        namespace,
-        &ApiResource::from_gvk(&gvk),
-    );
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
-        "metadata": {"name": name}, "spec": spec,
-    }))?;
-    api.create(&PostParams::default(), &object).await?;
-    Ok(())
-}
-
-/// Polls the record set's status (every 50 ms, at most `limit`) until `done` holds.
-async fn wait_status(
-    api: &Api<MultiValueRecordSet>,
-    name: &str,
-    limit: Duration,
-    done: impl Fn(&MultiValueRecordSetStatus) -> bool,
-) -> Result<MultiValueRecordSetStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let status = api.get(name).await?.status.unwrap_or_default();
-        if done(&status) {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "status of {name} did not reach the expected state within {limit:?}; last: {status:#?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn condition(status: &MultiValueRecordSetStatus, type_: &str) -> String {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-        .unwrap_or_default()
-}
-
-fn healthy_values(status: &MultiValueRecordSetStatus) -> Vec<String> {
-    status
-        .values
-        .iter()
-        .filter(|v| v.healthy)
-        .map(|v| v.value.clone())
-        .collect()
-}
-
-fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
 
 const LIMIT: Duration = Duration::from_secs(30);
 

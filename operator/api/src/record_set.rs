@@ -337,7 +337,9 @@ pub struct CheckStatus {
 }
 
 /// A probe outcome.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum CheckResult {
     Pending,
     Success,

@@ -1,0 +1,177 @@
+//! Active health checks against real HTTP, HTTPS and TCP servers on loopback that the
+//! test turns on and off, with the operator running under the chart's ServiceAccount.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mvdns_api::{CheckResult, MultiValueRecordSet, MultiValueRecordSetStatus, ValueStatus};
+use mvdns_tests::endpoints::{Behaviour, Endpoint};
+use mvdns_tests::operator::*;
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn ok() -> Behaviour {
+    Behaviour::Respond(200, "all ok".into())
+}
+
+fn checked_value(endpoint: &Endpoint, check: Value) -> Value {
+    let mut check = check;
+    check["port"] = json!(endpoint.port());
+    check["intervalSeconds"] = json!(5);
+    json!({"value": endpoint.ip(), "healthCheck": check})
+}
+
+fn value<'a>(status: &'a MultiValueRecordSetStatus, ip: &str) -> Option<&'a ValueStatus> {
+    status.values.iter().find(|v| v.value == ip)
+}
+
+fn result_of(status: &MultiValueRecordSetStatus, ip: &str) -> Option<CheckResult> {
+    value(status, ip)
+        .and_then(|v| v.check.as_ref())
+        .map(|c| c.last_result)
+}
+
+#[tokio::test]
+async fn checks_follow_real_endpoints() -> Result<()> {
+    let Fixture { env, ns } = fixture("checks").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op-checks", 15).await?;
+
+    let mut flapping = Endpoint::start("127.0.0.2", ok(), false).await?;
+    let steady = Endpoint::start("127.0.0.3", ok(), false).await?;
+    let degraded = Endpoint::start(
+        "127.0.0.4",
+        Behaviour::Respond(200, "status: degraded".into()),
+        false,
+    )
+    .await?;
+    let silent = Endpoint::start("127.0.0.5", Behaviour::Silent, false).await?;
+    let https = Endpoint::start("127.0.0.6", ok(), true).await?;
+    let https_verified = Endpoint::start("127.0.0.7", ok(), true).await?;
+    let inverted = Endpoint::start("127.0.0.8", ok(), false).await?;
+
+    let threshold = 2;
+    apply_record_set(&env, &ns.name, "web", json!({"name": "web.checks.example.internal.", "type": "A", "values": [
+        checked_value(&flapping, json!({"type": "HTTP", "path": "/healthz", "failureThreshold": threshold})),
+        checked_value(&steady, json!({"type": "TCP", "failureThreshold": 1})),
+    ]})).await?;
+    apply_record_set(&env, &ns.name, "kinds", json!({"name": "kinds.checks.example.internal.", "type": "A", "values": [
+        checked_value(&degraded, json!({"type": "HTTP", "searchString": "ok", "failureThreshold": 1})),
+        checked_value(&silent, json!({"type": "HTTP", "responseTimeoutSeconds": 1, "failureThreshold": 1})),
+        checked_value(&https, json!({"type": "HTTPS", "searchString": "ok", "failureThreshold": 1})),
+        checked_value(&https_verified, json!({"type": "HTTPS", "verifyCertificate": true, "failureThreshold": 1})),
+        checked_value(&inverted, json!({"type": "TCP", "invert": true, "failureThreshold": 1})),
+    ]})).await?;
+    let sets: kube::Api<MultiValueRecordSet> = ns.api();
+
+    // A new check is healthy and Pending until its first result (Route 53's rule).
+    let fresh = wait_status(&sets, "web", LIMIT, |s| s.total_count == 2).await?;
+    assert!(fresh.values.iter().all(|v| v.healthy), "{:?}", fresh.values);
+
+    // searchString, silent server, TLS without and with verification, invert.
+    let kinds = wait_status(&sets, "kinds", LIMIT, |s| {
+        [
+            "127.0.0.4",
+            "127.0.0.5",
+            "127.0.0.6",
+            "127.0.0.7",
+            "127.0.0.8",
+        ]
+        .iter()
+        .all(|ip| result_of(s, ip).is_some_and(|r| r != CheckResult::Pending))
+    })
+    .await?;
+    let health = |ip: &str| {
+        value(&kinds, ip).map(|v| {
+            (
+                v.healthy,
+                v.check
+                    .clone()
+                    .and_then(|c| c.last_error)
+                    .unwrap_or_default(),
+            )
+        })
+    };
+    let (healthy, error) = health("127.0.0.4").unwrap_or_default();
+    assert!(
+        !healthy && error.contains("\"ok\" not in the first 5120 bytes"),
+        "searchString: {error}"
+    );
+    let (healthy, error) = health("127.0.0.5").unwrap_or_default();
+    assert!(
+        !healthy && error.contains("no complete response"),
+        "silent server: {error}"
+    );
+    assert_eq!(
+        health("127.0.0.6").map(|h| h.0),
+        Some(true),
+        "self-signed HTTPS passes without verification"
+    );
+    let (healthy, error) = health("127.0.0.7").unwrap_or_default();
+    assert!(
+        !healthy && error.contains("TLS handshake"),
+        "verification refuses a self-signed certificate: {error}"
+    );
+    let (healthy, error) = health("127.0.0.8").unwrap_or_default();
+    assert!(!healthy && error.contains("inverted"), "invert: {error}");
+
+    // The flapping endpoint leaves after `threshold` failures and returns after as many successes.
+    wait_status(&sets, "web", LIMIT, |s| {
+        result_of(s, "127.0.0.2") == Some(CheckResult::Success)
+    })
+    .await?;
+    flapping.set(Behaviour::Respond(503, "down".into())).await?;
+    let failed_at = Instant::now();
+    let down = wait_status(&sets, "web", LIMIT, |s| {
+        value(s, "127.0.0.2").is_some_and(|v| !v.healthy)
+    })
+    .await?;
+    let to_unhealthy = failed_at.elapsed();
+    let check = value(&down, "127.0.0.2")
+        .and_then(|v| v.check.clone())
+        .unwrap_or_else(|| panic!("check state"));
+    assert_eq!(
+        (check.last_result, check.consecutive),
+        (CheckResult::Failure, threshold)
+    );
+    assert!(
+        check
+            .last_error
+            .unwrap_or_default()
+            .contains("HTTP status 503")
+    );
+    assert!(check.last_change.is_some());
+    assert_eq!(down.healthy_count, 1, "the steady endpoint stays");
+
+    flapping.set(Behaviour::Down).await?; // refused connections count as failures too
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still_down = sets.get("web").await?.status.unwrap_or_default();
+    let error = value(&still_down, "127.0.0.2")
+        .and_then(|v| v.check.clone())
+        .and_then(|c| c.last_error)
+        .unwrap_or_default();
+    assert!(error.contains("cannot connect"), "{error}");
+
+    flapping.set(ok()).await?;
+    let recovered_at = Instant::now();
+    wait_status(&sets, "web", LIMIT, |s| {
+        value(s, "127.0.0.2").is_some_and(|v| v.healthy)
+    })
+    .await?;
+    let to_healthy = recovered_at.elapsed();
+    println!(
+        "endpoint failure -> value unhealthy in status: {to_unhealthy:?}; recovery -> healthy: {to_healthy:?} \
+         (interval 5 s, threshold {threshold}; Route 53 needs interval x threshold = 30-90 s)"
+    );
+
+    // Probes stop with their record set.
+    let metrics_before = metric_value(
+        &operator.health.metrics.encode(),
+        "mvdns_operator_probe_results_total{outcome=\"healthy\"}",
+    );
+    assert!(metrics_before > 0.0, "{}", operator.health.metrics.encode());
+    sets.delete("kinds", &Default::default()).await?;
+    sets.delete("web", &Default::default()).await?;
+    operator.stop().await;
+    Ok(())
+}
