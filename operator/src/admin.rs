@@ -13,11 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Health;
 
 /// Serves the admin endpoints on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -35,9 +31,6 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str)
     if health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the API server",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the API server")
     }
 }

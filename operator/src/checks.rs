@@ -48,13 +48,7 @@ impl Default for CheckState {
 impl CheckState {
     /// Records one probe result. Returns whether status should be written: the result
     /// differs from the previous one, the failure has a new reason, or the health flipped.
-    pub fn record(
-        &mut self,
-        success: bool,
-        error: Option<String>,
-        threshold: u32,
-        now: &Time,
-    ) -> bool {
+    pub fn record(&mut self, success: bool, error: Option<String>, threshold: u32, now: &Time) -> bool {
         let result = if success {
             CheckResult::Success
         } else {
@@ -136,11 +130,7 @@ impl Drop for HealthChecker {
 impl HealthChecker {
     /// `concurrency` bounds the probes in flight; `trigger` receives the record sets
     /// whose check results changed.
-    pub fn new(
-        concurrency: usize,
-        trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(concurrency: usize, trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>, metrics: Arc<Metrics>) -> Self {
         Self {
             entries: Arc::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -151,12 +141,7 @@ impl HealthChecker {
 
     /// Makes the running checks of one record set match `wanted`: starts new ones,
     /// restarts changed ones, stops removed ones. Returns the current states by source.
-    pub fn sync(
-        &self,
-        namespace: &str,
-        record_set: &str,
-        wanted: Vec<WantedCheck>,
-    ) -> HashMap<String, CheckState> {
+    pub fn sync(&self, namespace: &str, record_set: &str, wanted: Vec<WantedCheck>) -> HashMap<String, CheckState> {
         let Ok(mut entries) = self.entries.lock() else {
             return HashMap::new();
         };
@@ -284,10 +269,7 @@ mod tests {
             "third failure flips"
         );
         assert!(!state.healthy);
-        assert_eq!(
-            (state.consecutive, state.last_change.clone()),
-            (3, Some(at(3)))
-        );
+        assert_eq!((state.consecutive, state.last_change.clone()), (3, Some(at(3))));
         assert!(state.record(true, None, 3, &at(4)));
         state.record(true, None, 3, &at(5));
         assert!(!state.healthy, "two successes of three");

@@ -15,17 +15,15 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use mvdns_api::MultiValueRecordSet;
 use mvdns_api::ownership::{NameClaim, name_owners};
+use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::HealthChecker;
 use crate::metrics::Metrics;
 use crate::status::{Conflict, StatusInput, desired_status, transitions};
-use crate::values::{
-    ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks,
-};
+use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
 use crate::{Error, OperatorConfig};
 
 /// The one field manager that owns `.status` (server-side apply).
@@ -43,6 +41,10 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub record_sets: Store<Guarded>,
     pub checker: Arc<HealthChecker>,
+    /// The last status written per record set (by uid). The store can lag our own
+    /// writes; transitions (and their Events) are computed against what we last wrote,
+    /// so a reconcile that reads a stale status cannot announce a transition twice.
+    pub written: std::sync::Mutex<std::collections::HashMap<String, MultiValueRecordSetStatus>>,
 }
 
 /// Runs the controller until `stop` is cancelled. Bursts of changes for one record set
@@ -64,11 +66,8 @@ pub async fn run(
         .reflect(pod_writer)
         .touched_objects();
 
-    let controller = Controller::new(
-        record_sets.clone(),
-        watcher::Config::default().any_semantic(),
-    )
-    .with_config(ControllerConfig::default().debounce(config.coalesce));
+    let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().debounce(config.coalesce));
     let rs_store = controller.store();
     let by_pod = rs_store.clone();
     let by_name = rs_store.clone();
@@ -80,14 +79,7 @@ pub async fn run(
         check_results,
         metrics.clone(),
     ));
-    tokio::spawn(stop_checks_of_deleted_sets(
-        checker.clone(),
-        rs_store.clone(),
-        stop.clone(),
-    ));
-    let changed_checks = futures::stream::unfold(changed_checks, |mut rx| async {
-        rx.recv().await.map(|r| (r, rx))
-    });
+    let changed_checks = futures::stream::unfold(changed_checks, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
 
     let context = Arc::new(Context {
         client,
@@ -96,15 +88,15 @@ pub async fn run(
         pods: pod_store,
         record_sets: rs_store,
         checker,
+        written: Default::default(),
     });
+    tokio::spawn(forget_deleted_sets(context.clone(), stop.clone()));
     controller
         .watches_stream(pod_events, move |pod| record_sets_for_pod(&by_pod, &pod))
         // A record set appearing or vanishing can hand a name to another namespace.
-        .watches(
-            record_sets,
-            watcher::Config::default().any_semantic(),
-            move |rs| record_sets_sharing_name(&by_name, &rs),
-        )
+        .watches(record_sets, watcher::Config::default().any_semantic(), move |rs| {
+            record_sets_sharing_name(&by_name, &rs)
+        })
         .reconcile_on(changed_checks)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, context)
@@ -112,21 +104,21 @@ pub async fn run(
         .await;
 }
 
-/// Reconciles never run for deleted objects, so their probes are stopped here.
-async fn stop_checks_of_deleted_sets(
-    checker: Arc<HealthChecker>,
-    store: Store<Guarded>,
-    stop: CancellationToken,
-) {
+/// Reconciles never run for deleted objects, so their probes are stopped (and their
+/// last written status forgotten) here.
+async fn forget_deleted_sets(context: Arc<Context>, stop: CancellationToken) {
+    let (checker, store, written) = (&context.checker, &context.record_sets, &context.written);
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        checker.retain_record_sets(|namespace, name| {
-            store.get(&ObjectRef::new(name).within(namespace)).is_some()
-        });
+        checker.retain_record_sets(|namespace, name| store.get(&ObjectRef::new(name).within(namespace)).is_some());
+        let live: std::collections::HashSet<String> = store.state().iter().filter_map(|g| g.uid()).collect();
+        if let Ok(mut written) = written.lock() {
+            written.retain(|uid, _| live.contains(uid));
+        }
     }
 }
 
@@ -189,13 +181,7 @@ fn record_sets_for_pod(store: &Store<Guarded>, pod: &Pod) -> Vec<ObjectRef<Guard
 
 /// The other record sets with the same DNS name, in any namespace.
 fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<ObjectRef<Guarded>> {
-    let Some(name) = changed
-        .0
-        .as_ref()
-        .ok()
-        .and_then(NameClaim::of)
-        .map(|c| c.name)
-    else {
+    let Some(name) = changed.0.as_ref().ok().and_then(NameClaim::of).map(|c| c.name) else {
         return Vec::new();
     };
     store
@@ -215,27 +201,26 @@ fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<Ob
 }
 
 async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Decide on complete data only: before both initial lists are in, a record set would
+    // see too few pods, or miss an older claim on its name. Returns at once after start-up.
+    let ready = async { tokio::join!(ctx.pods.wait_until_ready(), ctx.record_sets.wait_until_ready()) };
+    if let (Err(_), _) | (_, Err(_)) = ready.await {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let result = match &guarded.0 {
         Ok(record_set) => reconcile_record_set(record_set, &ctx).await,
         Err(invalid) => report_unreadable(&guarded, &invalid.error, &ctx).await,
     };
-    ctx.metrics
-        .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn reconcile_record_set(
-    record_set: &MultiValueRecordSet,
-    ctx: &Context,
-) -> Result<Action, Error> {
+async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -> Result<Action, Error> {
     let namespace = record_set.namespace().unwrap_or_default();
     let name = record_set.name_any();
-    let checks = ctx
-        .checker
-        .sync(&namespace, &name, wanted_checks(&record_set.spec));
+    let checks = ctx.checker.sync(&namespace, &name, wanted_checks(&record_set.spec));
     let computed = compute_values(record_set, &ctx.pods, &checks);
     let conflict = find_conflict(record_set, &ctx.record_sets);
     let input = StatusInput {
@@ -243,21 +228,23 @@ async fn reconcile_record_set(
         computed,
         conflict,
     };
-    let old = record_set.status.as_ref();
+    let uid = record_set.uid().unwrap_or_default();
+    let last_written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
+    let old = last_written.as_ref().or(record_set.status.as_ref());
     let new = desired_status(old, input, &Time(k8s_openapi::jiff::Timestamp::now()));
-    ctx.metrics
-        .set_healthy_values(&namespace, &name, new.healthy_count);
+    ctx.metrics.set_healthy_values(&namespace, &name, new.healthy_count);
 
-    if old != Some(&new) {
+    // Compared with the stored status, not with what we wrote: if anyone else changed
+    // status, it is put right (a redundant apply of an unchanged status is a no-op).
+    if record_set.status.as_ref() != Some(&new) {
         let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await?;
         ctx.metrics.status_writes.inc();
+        if let Ok(mut written) = ctx.written.lock() {
+            written.insert(uid, new.clone());
+        }
         tracing::debug!(%namespace, %name, healthy = new.healthy_count, total = new.total_count, "status written");
         for transition in transitions(old, &new) {
             publish(
@@ -335,11 +322,7 @@ async fn publish(
     note: String,
 ) {
     let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
         note: Some(note),
         action: "Reconcile".into(),

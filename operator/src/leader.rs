@@ -40,32 +40,23 @@ fn is_expired(spec: &LeaseSpec, now: Timestamp) -> bool {
         return true;
     };
     let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-    renewed
-        .checked_add(duration)
-        .map_or(true, |expiry| expiry < now)
+    renewed.checked_add(duration).map_or(true, |expiry| expiry < now)
 }
 
 /// The lease spec after `candidate` acquires or renews it.
 pub fn held_by(old: Option<&LeaseSpec>, config: &LeaseConfig, now: Timestamp) -> LeaseSpec {
-    let same_holder =
-        old.and_then(|s| s.holder_identity.as_deref()) == Some(config.identity.as_str());
+    let same_holder = old.and_then(|s| s.holder_identity.as_deref()) == Some(config.identity.as_str());
     let transitions = old.and_then(|s| s.lease_transitions).unwrap_or(0);
     LeaseSpec {
         holder_identity: Some(config.identity.clone()),
-        lease_duration_seconds: Some(
-            i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX),
-        ),
+        lease_duration_seconds: Some(i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX)),
         acquire_time: if same_holder {
             old.and_then(|s| s.acquire_time.clone())
         } else {
             Some(MicroTime(now))
         },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if same_holder {
-            transitions
-        } else {
-            transitions + 1
-        }),
+        lease_transitions: Some(if same_holder { transitions } else { transitions + 1 }),
         ..LeaseSpec::default()
     }
 }
@@ -78,9 +69,7 @@ pub struct LeaderElector {
 
 impl std::fmt::Debug for LeaderElector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderElector")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("LeaderElector").field("config", &self.config).finish()
     }
 }
 
@@ -149,9 +138,7 @@ impl LeaderElector {
                 Err(error) => {
                     tracing::warn!(%error, "leader election: renewal failed");
                     // Stop before the lease can expire, so two leaders never overlap.
-                    if last_renewed.elapsed() + self.config.renew_period
-                        >= self.config.lease_duration
-                    {
+                    if last_renewed.elapsed() + self.config.renew_period >= self.config.lease_duration {
                         return;
                     }
                 }

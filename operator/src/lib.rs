@@ -65,12 +65,7 @@ pub struct Health {
 
 /// Runs the operator until `shutdown` is cancelled: waits to become leader, reconciles
 /// while leading, steps down when the lease is lost, and releases it on shutdown.
-pub async fn run(
-    client: Client,
-    config: OperatorConfig,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(client: Client, config: OperatorConfig, health: Arc<Health>, shutdown: CancellationToken) {
     let elector = LeaderElector::new(client.clone(), config.lease.clone());
     let reporter = Reporter {
         controller: "mvdns-operator".into(),
@@ -86,13 +81,7 @@ pub async fn run(
         tracing::info!(identity = %config.lease.identity, "became leader");
         let stop = shutdown.child_token();
         let recorder = Recorder::new(client.clone(), reporter.clone());
-        let controller = controller::run(
-            client.clone(),
-            recorder,
-            health.metrics.clone(),
-            &config,
-            stop.clone(),
-        );
+        let controller = controller::run(client.clone(), recorder, health.metrics.clone(), &config, stop.clone());
         tokio::select! {
             _ = controller => {}
             _ = elector.keep_renewing() => {

@@ -53,8 +53,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match args.log_format {
         LogFormat::Plain => logs.init(),
@@ -85,11 +84,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot bind the admin port")?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
-    let admin = tokio::spawn(mvdns_operator::admin::serve(
-        listener,
-        health.clone(),
-        shutdown.clone(),
-    ));
+    let admin = tokio::spawn(mvdns_operator::admin::serve(listener, health.clone(), shutdown.clone()));
 
     let signals = shutdown.clone();
     tokio::spawn(async move {

@@ -73,11 +73,7 @@ impl Default for Metrics {
             "Time per reconcile",
             metrics.reconcile_duration.clone(),
         );
-        registry.register(
-            "status_writes",
-            "Status updates written",
-            metrics.status_writes.clone(),
-        );
+        registry.register("status_writes", "Status updates written", metrics.status_writes.clone());
         registry.register(
             "healthy_values",
             "Healthy values per record set",
@@ -88,10 +84,7 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             metrics.leader.clone(),
         );
-        Self {
-            registry,
-            ..metrics
-        }
+        Self { registry, ..metrics }
     }
 }
 
@@ -101,9 +94,7 @@ impl Metrics {
             namespace: namespace.into(),
             name: name.into(),
         };
-        self.healthy_values
-            .get_or_create(&labels)
-            .set(i64::from(healthy));
+        self.healthy_values.get_or_create(&labels).set(i64::from(healthy));
     }
 
     pub fn count_error(&self, error: &Error) {
@@ -116,15 +107,9 @@ impl Metrics {
 
     pub fn observe_probe(&self, outcome: &crate::probe::ProbeOutcome) {
         self.probe_duration.observe(outcome.latency.as_secs_f64());
-        let label = if outcome.healthy {
-            "healthy"
-        } else {
-            "unhealthy"
-        };
+        let label = if outcome.healthy { "healthy" } else { "unhealthy" };
         self.probe_results
-            .get_or_create(&ProbeLabels {
-                outcome: label.into(),
-            })
+            .get_or_create(&ProbeLabels { outcome: label.into() })
             .inc();
     }
 

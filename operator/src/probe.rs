@@ -80,8 +80,8 @@ async fn run_probe(target: &str, check: &HealthCheck) -> Result<(), String> {
             HealthCheckType::TCP => Ok(()),
             HealthCheckType::HTTP => http_check(stream, &host, check).await,
             HealthCheckType::HTTPS => {
-                let name = ServerName::try_from(host.clone())
-                    .map_err(|e| format!("bad TLS server name {host:?}: {e}"))?;
+                let name =
+                    ServerName::try_from(host.clone()).map_err(|e| format!("bad TLS server name {host:?}: {e}"))?;
                 let tls = tls_connector(check.verify_certificate)
                     .connect(name, stream)
                     .await
@@ -115,10 +115,7 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads until the headers end (and, if a body is wanted, its first 5,120 bytes or
 /// the end of the stream), never more than the bounds.
-async fn read_bounded<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    want_body: bool,
-) -> Result<Vec<u8>, String> {
+async fn read_bounded<S: AsyncRead + Unpin>(stream: &mut S, want_body: bool) -> Result<Vec<u8>, String> {
     let mut buffer = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -160,9 +157,7 @@ pub fn evaluate_response(response: &[u8], search_string: Option<&str>) -> Result
         let body_start = find(response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
         let body = &response[body_start..response.len().min(body_start + SEARCH_WINDOW)];
         if find(body, wanted.as_bytes()).is_none() {
-            return Err(format!(
-                "{wanted:?} not in the first {SEARCH_WINDOW} bytes of the body"
-            ));
+            return Err(format!("{wanted:?} not in the first {SEARCH_WINDOW} bytes of the body"));
         }
     }
     Ok(())
@@ -234,12 +229,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -248,12 +238,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -82,10 +82,7 @@ fn ready_condition(healthy: usize, total: usize, conflict: Option<&Conflict>) ->
             READY,
             false,
             "NameConflict",
-            format!(
-                "not served: namespace {} owns {}",
-                c.owner_namespace, c.name
-            ),
+            format!("not served: namespace {} owns {}", c.owner_namespace, c.name),
         ),
         (None, 0, 0) => (
             READY,
@@ -117,12 +114,7 @@ fn degraded_condition(healthy: usize, total: usize) -> ConditionParts {
             format!("{} of {total} values unhealthy", total - healthy),
         )
     } else {
-        (
-            DEGRADED,
-            false,
-            "AllHealthy",
-            format!("all {total} values healthy"),
-        )
+        (DEGRADED, false, "AllHealthy", format!("all {total} values healthy"))
     }
 }
 
@@ -137,12 +129,7 @@ fn conflict_condition(conflict: Option<&Conflict>) -> ConditionParts {
                 c.name, c.owner_namespace, c.owner_object
             ),
         ),
-        None => (
-            CONFLICT,
-            false,
-            "NameOwned",
-            "this namespace owns the name".into(),
-        ),
+        None => (CONFLICT, false, "NameOwned", "this namespace owns the name".into()),
     }
 }
 
@@ -164,10 +151,7 @@ pub struct Transition {
 
 /// Events on transitions only (became healthy, all unhealthy, conflict, invalid spec),
 /// never on every reconcile.
-pub fn transitions(
-    old: Option<&MultiValueRecordSetStatus>,
-    new: &MultiValueRecordSetStatus,
-) -> Vec<Transition> {
+pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueRecordSetStatus) -> Vec<Transition> {
     let find = |status: Option<&MultiValueRecordSetStatus>, type_: &str| {
         status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
     };
@@ -185,9 +169,7 @@ pub fn transitions(
         });
     }
     let ready_was_true = find(old, READY).is_some_and(|c| c.status == "True");
-    if let Some(c) =
-        find(Some(new), READY).filter(|c| c.status == "False" && c.reason == "NoHealthyValues")
-    {
+    if let Some(c) = find(Some(new), READY).filter(|c| c.status == "False" && c.reason == "NoHealthyValues") {
         let was_all_unhealthy = find(old, READY).is_some_and(|o| o.reason == "NoHealthyValues");
         if ready_was_true || (old.is_none() && !was_all_unhealthy) {
             events.push(Transition {
@@ -211,7 +193,42 @@ pub fn transitions(
             note: c.message,
         });
     }
+    events.extend(check_flips(old, new));
     events
+}
+
+/// A health-checked value whose health flipped.
+fn check_flips(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueRecordSetStatus) -> Vec<Transition> {
+    let old_values = old.map(|s| s.values.as_slice()).unwrap_or_default();
+    let checked = new.values.iter().filter(|v| v.check.is_some());
+    checked
+        .filter_map(|value| {
+            let before = old_values
+                .iter()
+                .find(|o| o.source == value.source && o.value == value.value)?;
+            (before.healthy != value.healthy).then(|| {
+                let error = value
+                    .check
+                    .as_ref()
+                    .and_then(|c| c.last_error.clone())
+                    .unwrap_or_default();
+                let (warning, reason, note) = if value.healthy {
+                    (
+                        false,
+                        "ValueHealthy",
+                        format!("{} ({}) passes its health check", value.value, value.source),
+                    )
+                } else {
+                    (
+                        true,
+                        "ValueUnhealthy",
+                        format!("{} ({}) fails its health check: {error}", value.value, value.source),
+                    )
+                };
+                Transition { warning, reason, note }
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -294,30 +311,38 @@ mod tests {
         });
         let status = desired_status(None, conflicted, &at(10));
         assert_eq!(condition(&status, READY).status, "False");
-        assert!(
-            condition(&status, CONFLICT)
-                .message
-                .contains("namespace old")
-        );
+        assert!(condition(&status, CONFLICT).message.contains("namespace old"));
+    }
+
+    #[test]
+    fn checked_values_announce_their_flips() {
+        let mut before = desired_status(None, input(2, 0), &at(10));
+        before.values[1].check = Some(mvdns_api::CheckStatus {
+            last_result: mvdns_api::CheckResult::Success,
+            consecutive: 3,
+            last_change: None,
+            last_error: None,
+        });
+        let mut after = before.clone();
+        after.values[1].healthy = false;
+        if let Some(check) = after.values[1].check.as_mut() {
+            check.last_error = Some("HTTP status 503".into());
+        }
+        let flips = check_flips(Some(&before), &after);
+        assert_eq!(flips.len(), 1);
+        assert_eq!(flips[0].reason, "ValueUnhealthy");
+        assert!(flips[0].note.contains("HTTP status 503"));
+        assert!(check_flips(Some(&after), &after).is_empty());
     }
 
     #[test]
     fn events_fire_on_transitions_only() {
         let healthy = desired_status(None, input(2, 0), &at(10));
         assert_eq!(
-            transitions(None, &healthy)
-                .iter()
-                .map(|t| t.reason)
-                .collect::<Vec<_>>(),
+            transitions(None, &healthy).iter().map(|t| t.reason).collect::<Vec<_>>(),
             ["BecameHealthy"]
         );
-        assert!(
-            transitions(
-                Some(&healthy),
-                &desired_status(Some(&healthy), input(1, 1), &at(20))
-            )
-            .is_empty()
-        );
+        assert!(transitions(Some(&healthy), &desired_status(Some(&healthy), input(1, 1), &at(20))).is_empty());
         let down = desired_status(Some(&healthy), input(0, 2), &at(30));
         assert_eq!(
             transitions(Some(&healthy), &down)
@@ -326,12 +351,6 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["AllUnhealthy"]
         );
-        assert!(
-            transitions(
-                Some(&down),
-                &desired_status(Some(&down), input(0, 2), &at(40))
-            )
-            .is_empty()
-        );
+        assert!(transitions(Some(&down), &desired_status(Some(&down), input(0, 2), &at(40))).is_empty());
     }
 }

@@ -29,10 +29,7 @@ pub fn pod_is_healthy(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    !terminating
-        && conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+    !terminating && conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The pod's addresses that fit the record type: IPv4 for A, IPv6 for AAAA (a
@@ -43,11 +40,7 @@ pub fn pod_addresses(pod: &Pod, record_type: RecordType) -> Vec<IpAddr> {
     };
     let mut ips: Vec<IpAddr> = match status.pod_ips.as_deref() {
         Some(list) if !list.is_empty() => list.iter().filter_map(|p| p.ip.parse().ok()).collect(),
-        _ => status
-            .pod_ip
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect(),
+        _ => status.pod_ip.iter().filter_map(|ip| ip.parse().ok()).collect(),
     };
     match record_type {
         RecordType::A => ips.retain(IpAddr::is_ipv4),
@@ -63,11 +56,7 @@ pub fn pod_port(pod: &Pod, port: &IntOrString) -> Option<u16> {
     match port {
         IntOrString::Int(number) => u16::try_from(*number).ok().filter(|p| *p > 0),
         IntOrString::String(name) => {
-            let containers = pod
-                .spec
-                .as_ref()
-                .map(|s| s.containers.as_slice())
-                .unwrap_or_default();
+            let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
             containers
                 .iter()
                 .flat_map(|c| c.ports.as_deref().unwrap_or_default())
@@ -78,10 +67,7 @@ pub fn pod_port(pod: &Pod, port: &IntOrString) -> Option<u16> {
 }
 
 /// Values from the selected pods. `pods` must already be filtered by the selector.
-pub fn values_from_pods<'a>(
-    spec: &MultiValueRecordSetSpec,
-    pods: impl IntoIterator<Item = &'a Pod>,
-) -> ComputedValues {
+pub fn values_from_pods<'a>(spec: &MultiValueRecordSetSpec, pods: impl IntoIterator<Item = &'a Pod>) -> ComputedValues {
     let mut computed = ComputedValues::default();
     let mut pods_without_port = 0usize;
     let mut pod_count = 0usize;
@@ -164,10 +150,7 @@ fn probe_target(data: &RecordData) -> Option<String> {
 /// Admission already checked the formats; a value that still does not parse (written
 /// before a rule existed) is reported and skipped. A value with a check counts as
 /// healthy until the check's first result, which is Route 53's rule for new checks.
-pub fn values_from_static(
-    spec: &MultiValueRecordSetSpec,
-    checks: &HashMap<String, CheckState>,
-) -> ComputedValues {
+pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<String, CheckState>) -> ComputedValues {
     let mut computed = ComputedValues::default();
     for (index, item) in spec.values.iter().enumerate() {
         let source = static_source(index, item);
@@ -186,9 +169,7 @@ pub fn values_from_static(
                     zone: item.zone.clone(),
                 });
             }
-            Err(error) => computed
-                .problems
-                .push(format!("spec.values[{index}]: {error}")),
+            Err(error) => computed.problems.push(format!("spec.values[{index}]: {error}")),
         }
     }
     computed
@@ -200,10 +181,7 @@ fn canonical_value(data: &RecordData, original: &str) -> String {
         RecordData::A(ip) => ip.to_string(),
         RecordData::Aaaa(ip) => ip.to_string(),
         RecordData::Cname(host) | RecordData::Ns(host) => host.clone(),
-        RecordData::Mx {
-            preference,
-            exchange,
-        } => format!("{preference} {exchange}"),
+        RecordData::Mx { preference, exchange } => format!("{preference} {exchange}"),
         RecordData::Srv {
             priority,
             weight,
@@ -223,9 +201,9 @@ pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> Computed
         merged.problems.extend(part.problems);
     }
     // Healthy entries sort after unhealthy ones for equal values, so keep the last.
-    merged.values.sort_by(|a, b| {
-        (&a.value, a.port, a.healthy, &a.source).cmp(&(&b.value, b.port, b.healthy, &b.source))
-    });
+    merged
+        .values
+        .sort_by(|a, b| (&a.value, a.port, a.healthy, &a.source).cmp(&(&b.value, b.port, b.healthy, &b.source)));
     let mut seen = BTreeSet::new();
     let mut deduped: Vec<ValueStatus> = Vec::with_capacity(merged.values.len());
     for value in merged.values.into_iter().rev() {
@@ -266,10 +244,9 @@ mod tests {
         assert!(pod_is_healthy(&pod("a", true, &["10.0.0.1"])));
         assert!(!pod_is_healthy(&pod("b", false, &["10.0.0.2"])));
         let mut terminating = pod("c", true, &["10.0.0.3"]);
-        terminating.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ));
+        terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
         assert!(!pod_is_healthy(&terminating));
     }
 
@@ -308,10 +285,7 @@ mod tests {
         let computed = values_from_static(&spec, &HashMap::new());
         assert_eq!(computed.values.len(), 1);
         assert_eq!(
-            (
-                computed.values[0].value.as_str(),
-                computed.values[0].source.as_str()
-            ),
+            (computed.values[0].value.as_str(), computed.values[0].source.as_str()),
             ("2001:db8::1", "static/x")
         );
         assert!(computed.problems[0].starts_with("spec.values[1]"));
@@ -319,23 +293,13 @@ mod tests {
 
     #[test]
     fn merged_values_are_sorted_and_unique() {
-        let spec_a = spec(
-            "A",
-            json!({"podSelector": {}, "values": [{"value": "10.0.0.2"}]}),
-        );
-        let pods = [
-            pod("p1", false, &["10.0.0.2"]),
-            pod("p0", true, &["10.0.0.1"]),
-        ];
+        let spec_a = spec("A", json!({"podSelector": {}, "values": [{"value": "10.0.0.2"}]}));
+        let pods = [pod("p1", false, &["10.0.0.2"]), pod("p0", true, &["10.0.0.1"])];
         let merged = merge_values([
             values_from_pods(&spec_a, &pods),
             values_from_static(&spec_a, &HashMap::new()),
         ]);
-        let summary: Vec<_> = merged
-            .values
-            .iter()
-            .map(|v| (v.value.as_str(), v.healthy))
-            .collect();
+        let summary: Vec<_> = merged.values.iter().map(|v| (v.value.as_str(), v.healthy)).collect();
         assert_eq!(
             summary,
             [("10.0.0.1", true), ("10.0.0.2", true)],

@@ -33,11 +33,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// An HTTP server on `ip` (e.g. 127.0.0.2), or HTTPS with a self-signed certificate.
     pub async fn start(ip: &str, behaviour: Behaviour, https: bool) -> Result<Self> {
-        let tls = if https {
-            Some(self_signed_acceptor()?)
-        } else {
-            None
-        };
+        let tls = if https { Some(self_signed_acceptor()?) } else { None };
         let listener = TcpListener::bind((ip.parse::<IpAddr>()?, 0)).await?;
         let address = listener.local_addr()?;
         let mut endpoint = Self {
@@ -61,10 +57,7 @@ impl Endpoint {
     /// Changes the behaviour; `Down` closes the listener, anything else reopens it.
     pub async fn set(&mut self, behaviour: Behaviour) -> Result<()> {
         let down = behaviour == Behaviour::Down;
-        *self
-            .behaviour
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))? = behaviour;
+        *self.behaviour.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = behaviour;
         match (down, self.task.is_some()) {
             (true, true) => {
                 if let Some(task) = self.task.take() {
@@ -85,10 +78,7 @@ impl Endpoint {
         let (behaviour, tls) = (self.behaviour.clone(), self.tls.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let current = behaviour
-                    .lock()
-                    .map(|b| b.clone())
-                    .unwrap_or(Behaviour::Silent);
+                let current = behaviour.lock().map(|b| b.clone()).unwrap_or(Behaviour::Silent);
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     match tls {
@@ -113,10 +103,7 @@ impl Drop for Endpoint {
     }
 }
 
-async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut stream: S,
-    behaviour: Behaviour,
-) {
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, behaviour: Behaviour) {
     let mut request = [0u8; 2048];
     let _ = stream.read(&mut request).await;
     match behaviour {

@@ -103,12 +103,8 @@ pub async fn install_crd(client: &Client) -> Result<()> {
     let yaml = std::fs::read_to_string(workspace_root().join(mvdns_api::CRD_FILE))?;
     let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
     let name = MultiValueRecordSet::crd_name();
-    crds.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
+    crds.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+        .await?;
     tokio::time::timeout(
         Duration::from_secs(30),
         await_condition(crds, name, conditions::is_crd_established()),
@@ -157,19 +153,13 @@ impl Drop for TestNamespace {
         // blocked in this Drop. Bounded, so a dead API server cannot hang the test.
         let (kubeconfig, name) = (self.kubeconfig.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
                 let delete = async {
-                    let namespaces: Api<Namespace> =
-                        Api::all(client_from_kubeconfig(&kubeconfig).await?);
-                    namespaces
-                        .delete(&name, &DeleteParams::background())
-                        .await?;
+                    let namespaces: Api<Namespace> = Api::all(client_from_kubeconfig(&kubeconfig).await?);
+                    namespaces.delete(&name, &DeleteParams::background()).await?;
                     anyhow::Ok(())
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(10), delete).await;
@@ -244,22 +234,16 @@ pub async fn create_ready_pods(pods: &Api<Pod>, specs: &[PodSpec]) -> Result<Vec
 pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
     let value = if ready { "true" } else { "false" };
     let patch = json!({"metadata": {"annotations": {TEST_READY_ANNOTATION: value}}});
-    pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     wait_pod(pods, name, ready).await
 }
 
 /// Waits (at most 60 s) until the pod's Ready condition is `ready` and it has an IP.
 pub async fn wait_pod(pods: &Api<Pod>, name: &str, ready: bool) -> Result<Pod> {
-    let condition = move |pod: Option<&Pod>| {
-        pod.is_some_and(|p| is_pod_ready(p) == ready && pod_ip(p).is_some())
-    };
-    let found = tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(pods.clone(), name, condition),
-    )
-    .await
-    .with_context(|| format!("pod {name} did not become ready={ready} within 60s"))??;
+    let condition = move |pod: Option<&Pod>| pod.is_some_and(|p| is_pod_ready(p) == ready && pod_ip(p).is_some());
+    let found = tokio::time::timeout(Duration::from_secs(60), await_condition(pods.clone(), name, condition))
+        .await
+        .with_context(|| format!("pod {name} did not become ready={ready} within 60s"))??;
     found.context("pod vanished")
 }
 
@@ -281,15 +265,11 @@ pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {
         .output()
         .await?;
     if !rendered.status.success() {
-        bail!(
-            "helm template failed: {}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
+        bail!("helm template failed: {}", String::from_utf8_lossy(&rendered.stderr));
     }
     let manifest = env.dir.join(format!("chart-{namespace}.yaml"));
     std::fs::write(&manifest, &rendered.stdout)?;
-    env.kubectl(&["apply", "-f", &manifest.to_string_lossy()])
-        .await?;
+    env.kubectl(&["apply", "-f", &manifest.to_string_lossy()]).await?;
     Ok(())
 }
 
@@ -300,11 +280,7 @@ pub fn chart_service_account(namespace: &str, component: &str) -> String {
 
 /// A kubeconfig file (and a client) that authenticates as a ServiceAccount with a real,
 /// API-server-issued token: the binaries run with exactly the rights the chart grants.
-pub async fn service_account_kubeconfig(
-    env: &TestEnv,
-    namespace: &str,
-    service_account: &str,
-) -> Result<PathBuf> {
+pub async fn service_account_kubeconfig(env: &TestEnv, namespace: &str, service_account: &str) -> Result<PathBuf> {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     let accounts: Api<ServiceAccount> = Api::namespaced(env.admin_client().await?, namespace);
@@ -322,9 +298,7 @@ pub async fn service_account_kubeconfig(
     let admin = std::fs::read_to_string(env.admin_kubeconfig())?;
     let mut kubeconfig: serde_yaml::Value = serde_yaml::from_str(&admin)?;
     kubeconfig["users"][0]["user"] = serde_yaml::to_value(BTreeMap::from([("token", token)]))?;
-    let path = env
-        .dir
-        .join(format!("{namespace}-{service_account}.kubeconfig"));
+    let path = env.dir.join(format!("{namespace}-{service_account}.kubeconfig"));
     std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)?;
     Ok(path)
 }

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    TestEnv, TestNamespace, chart_service_account, client_from_kubeconfig, install_chart_rbac,
-    install_crd, service_account_kubeconfig,
+    TestEnv, TestNamespace, chart_service_account, client_from_kubeconfig, install_chart_rbac, install_crd,
+    service_account_kubeconfig,
 };
 
 /// An operator running in this test's runtime under the chart's ServiceAccount.
@@ -28,16 +28,9 @@ pub struct RunningOperator {
 }
 
 impl RunningOperator {
-    pub async fn start(
-        env: &TestEnv,
-        namespace: &str,
-        identity: &str,
-        lease_seconds: u64,
-    ) -> Result<Self> {
+    pub async fn start(env: &TestEnv, namespace: &str, identity: &str, lease_seconds: u64) -> Result<Self> {
         let account = chart_service_account(namespace, "operator");
-        let client =
-            client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?)
-                .await?;
+        let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
         let config = OperatorConfig {
             lease: LeaseConfig {
                 namespace: namespace.into(),
@@ -51,17 +44,8 @@ impl RunningOperator {
         };
         let shutdown = CancellationToken::new();
         let health = Arc::new(Health::default());
-        let task = tokio::spawn(mvdns_operator::run(
-            client,
-            config,
-            health.clone(),
-            shutdown.clone(),
-        ));
-        Ok(Self {
-            shutdown,
-            task,
-            health,
-        })
+        let task = tokio::spawn(mvdns_operator::run(client, config, health.clone(), shutdown.clone()));
+        Ok(Self { shutdown, task, health })
     }
 
     /// Graceful stop: the lease is released.
@@ -91,18 +75,10 @@ pub async fn fixture(prefix: &str) -> Result<Fixture> {
     Ok(Fixture { env, ns })
 }
 
-pub async fn apply_record_set(
-    env: &TestEnv,
-    namespace: &str,
-    name: &str,
-    spec: Value,
-) -> Result<()> {
+pub async fn apply_record_set(env: &TestEnv, namespace: &str, name: &str, spec: Value) -> Result<()> {
     let gvk = GroupVersionKind::gvk("mvdns.io", "v1alpha1", "MultiValueRecordSet");
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        env.admin_client().await?,
-        namespace,
-        &ApiResource::from_gvk(&gvk),
-    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(env.admin_client().await?, namespace, &ApiResource::from_gvk(&gvk));
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
         "metadata": {"name": name}, "spec": spec,
@@ -125,9 +101,7 @@ pub async fn wait_status(
             return Ok(status);
         }
         if Instant::now() > deadline {
-            bail!(
-                "status of {name} did not reach the expected state within {limit:?}; last: {status:#?}"
-            );
+            bail!("status of {name} did not reach the expected state within {limit:?}; last: {status:#?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -46,46 +46,29 @@ async fn valid_record_set_is_accepted_with_defaults() -> Result<()> {
             {"value": "203.0.113.11", "healthCheck": {"type": "TCP", "port": 443}},
         ],
     });
-    raw.create(&PostParams::default(), &record_set("web", full)?)
-        .await?;
-    let minimal = json!({"name": "mail.shop.example.internal", "type": "MX", "values": [{"value": "10 mx1.example.com."}]});
+    raw.create(&PostParams::default(), &record_set("web", full)?).await?;
+    let minimal =
+        json!({"name": "mail.shop.example.internal", "type": "MX", "values": [{"value": "10 mx1.example.com."}]});
     raw.create(&PostParams::default(), &record_set("mail", minimal)?)
         .await?;
 
     let typed: Api<MultiValueRecordSet> = ns.api();
     let web = typed.get("web").await?.spec;
-    assert_eq!(
-        (web.record_type, web.ttl, web.max_answers),
-        (RecordType::A, 10, 4)
-    );
+    assert_eq!((web.record_type, web.ttl, web.max_answers), (RecordType::A, 10, 4));
     assert_eq!(
         (web.when_all_unhealthy, web.topology),
         (WhenAllUnhealthy::ReturnNone, Topology::PreferSameZone)
     );
     assert_eq!(web.values.len(), 2);
-    let check = web.values[0]
-        .health_check
-        .as_ref()
-        .expect("health check kept");
+    let check = web.values[0].health_check.as_ref().expect("health check kept");
     assert_eq!(
-        (
-            check.path.as_deref(),
-            check.interval_seconds,
-            check.failure_threshold
-        ),
+        (check.path.as_deref(), check.interval_seconds, check.failure_threshold),
         (Some("/healthz"), 10, 2)
     );
     // Defaults filled in by the API server from the schema.
-    let tcp = web.values[1]
-        .health_check
-        .as_ref()
-        .expect("health check kept");
+    let tcp = web.values[1].health_check.as_ref().expect("health check kept");
     assert_eq!(
-        (
-            tcp.interval_seconds,
-            tcp.failure_threshold,
-            tcp.verify_certificate
-        ),
+        (tcp.interval_seconds, tcp.failure_threshold, tcp.verify_certificate),
         (30, 3, false)
     );
 
@@ -243,10 +226,7 @@ async fn invalid_record_sets_are_refused_naming_the_field() -> Result<()> {
     let mut failures = Vec::new();
     for (i, (case, spec, field, allowed)) in invalid_cases().into_iter().enumerate() {
         let result = raw
-            .create(
-                &PostParams::default(),
-                &record_set(&format!("bad-{i}"), spec)?,
-            )
+            .create(&PostParams::default(), &record_set(&format!("bad-{i}"), spec)?)
             .await;
         match result {
             Err(kube::Error::Api(status)) if status.code == 422 => {
@@ -277,21 +257,13 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     let (env, ns) = setup("api-kubectl").await?;
     let raw = raw_api(&ns, env.admin_client().await?);
     let spec = json!({"name": "web.example.internal.", "type": "AAAA", "values": [{"value": "2001:db8::1"}]});
-    raw.create(&PostParams::default(), &record_set("web", spec)?)
-        .await?;
+    raw.create(&PostParams::default(), &record_set("web", spec)?).await?;
 
     let table = env.kubectl(&["get", "mvrs", "-n", &ns.name]).await?;
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        [
-            "NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "AGE"
-        ],
+        ["NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "AGE"],
         "{table}"
     );
     let row = table.lines().nth(1).unwrap_or_default();
@@ -301,18 +273,12 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     );
 
     let explain = env.kubectl(&["explain", "mvrs.spec.values"]).await?;
-    assert!(
-        explain.contains("Static values, one per endpoint"),
-        "{explain}"
-    );
+    assert!(explain.contains("Static values, one per endpoint"), "{explain}");
     assert!(
         explain.contains("healthCheck") && explain.contains("setIdentifier"),
         "{explain}"
     );
     let explain = env.kubectl(&["explain", "mvrs.spec.maxAnswers"]).await?;
-    assert!(
-        explain.contains("Most values in one answer, 1 to 8"),
-        "{explain}"
-    );
+    assert!(explain.contains("Most values in one answer, 1 to 8"), "{explain}");
     Ok(())
 }

@@ -27,9 +27,7 @@ fn value<'a>(status: &'a MultiValueRecordSetStatus, ip: &str) -> Option<&'a Valu
 }
 
 fn result_of(status: &MultiValueRecordSetStatus, ip: &str) -> Option<CheckResult> {
-    value(status, ip)
-        .and_then(|v| v.check.as_ref())
-        .map(|c| c.last_result)
+    value(status, ip).and_then(|v| v.check.as_ref()).map(|c| c.last_result)
 }
 
 #[tokio::test]
@@ -39,29 +37,36 @@ async fn checks_follow_real_endpoints() -> Result<()> {
 
     let mut flapping = Endpoint::start("127.0.0.2", ok(), false).await?;
     let steady = Endpoint::start("127.0.0.3", ok(), false).await?;
-    let degraded = Endpoint::start(
-        "127.0.0.4",
-        Behaviour::Respond(200, "status: degraded".into()),
-        false,
-    )
-    .await?;
+    let degraded = Endpoint::start("127.0.0.4", Behaviour::Respond(200, "status: degraded".into()), false).await?;
     let silent = Endpoint::start("127.0.0.5", Behaviour::Silent, false).await?;
     let https = Endpoint::start("127.0.0.6", ok(), true).await?;
     let https_verified = Endpoint::start("127.0.0.7", ok(), true).await?;
     let inverted = Endpoint::start("127.0.0.8", ok(), false).await?;
 
     let threshold = 2;
-    apply_record_set(&env, &ns.name, "web", json!({"name": "web.checks.example.internal.", "type": "A", "values": [
-        checked_value(&flapping, json!({"type": "HTTP", "path": "/healthz", "failureThreshold": threshold})),
-        checked_value(&steady, json!({"type": "TCP", "failureThreshold": 1})),
-    ]})).await?;
-    apply_record_set(&env, &ns.name, "kinds", json!({"name": "kinds.checks.example.internal.", "type": "A", "values": [
-        checked_value(&degraded, json!({"type": "HTTP", "searchString": "ok", "failureThreshold": 1})),
-        checked_value(&silent, json!({"type": "HTTP", "responseTimeoutSeconds": 1, "failureThreshold": 1})),
-        checked_value(&https, json!({"type": "HTTPS", "searchString": "ok", "failureThreshold": 1})),
-        checked_value(&https_verified, json!({"type": "HTTPS", "verifyCertificate": true, "failureThreshold": 1})),
-        checked_value(&inverted, json!({"type": "TCP", "invert": true, "failureThreshold": 1})),
-    ]})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": format!("web.checks.{}.example.internal.", ns.name), "type": "A", "values": [
+            checked_value(&flapping, json!({"type": "HTTP", "path": "/healthz", "failureThreshold": threshold})),
+            checked_value(&steady, json!({"type": "TCP", "failureThreshold": 1})),
+        ]}),
+    )
+    .await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "kinds",
+        json!({"name": format!("kinds.checks.{}.example.internal.", ns.name), "type": "A", "values": [
+            checked_value(&degraded, json!({"type": "HTTP", "searchString": "ok", "failureThreshold": 1})),
+            checked_value(&silent, json!({"type": "HTTP", "responseTimeoutSeconds": 1, "failureThreshold": 1})),
+            checked_value(&https, json!({"type": "HTTPS", "searchString": "ok", "failureThreshold": 1})),
+            checked_value(&https_verified, json!({"type": "HTTPS", "verifyCertificate": true, "failureThreshold": 1})),
+            checked_value(&inverted, json!({"type": "TCP", "invert": true, "failureThreshold": 1})),
+        ]}),
+    )
+    .await?;
     let sets: kube::Api<MultiValueRecordSet> = ns.api();
 
     // A new check is healthy and Pending until its first result (Route 53's rule).
@@ -70,25 +75,16 @@ async fn checks_follow_real_endpoints() -> Result<()> {
 
     // searchString, silent server, TLS without and with verification, invert.
     let kinds = wait_status(&sets, "kinds", LIMIT, |s| {
-        [
-            "127.0.0.4",
-            "127.0.0.5",
-            "127.0.0.6",
-            "127.0.0.7",
-            "127.0.0.8",
-        ]
-        .iter()
-        .all(|ip| result_of(s, ip).is_some_and(|r| r != CheckResult::Pending))
+        ["127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"]
+            .iter()
+            .all(|ip| result_of(s, ip).is_some_and(|r| r != CheckResult::Pending))
     })
     .await?;
     let health = |ip: &str| {
         value(&kinds, ip).map(|v| {
             (
                 v.healthy,
-                v.check
-                    .clone()
-                    .and_then(|c| c.last_error)
-                    .unwrap_or_default(),
+                v.check.clone().and_then(|c| c.last_error).unwrap_or_default(),
             )
         })
     };
@@ -134,12 +130,7 @@ async fn checks_follow_real_endpoints() -> Result<()> {
         (check.last_result, check.consecutive),
         (CheckResult::Failure, threshold)
     );
-    assert!(
-        check
-            .last_error
-            .unwrap_or_default()
-            .contains("HTTP status 503")
-    );
+    assert!(check.last_error.unwrap_or_default().contains("HTTP status 503"));
     assert!(check.last_change.is_some());
     assert_eq!(down.healthy_count, 1, "the steady endpoint stays");
 
@@ -163,6 +154,24 @@ async fn checks_follow_real_endpoints() -> Result<()> {
         "endpoint failure -> value unhealthy in status: {to_unhealthy:?}; recovery -> healthy: {to_healthy:?} \
          (interval 5 s, threshold {threshold}; Route 53 needs interval x threshold = 30-90 s)"
     );
+
+    // Flips were announced as Events (published right after the status write).
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let announced = |notes: &[(String, String)], reason: &str| {
+        // kube folds repeated events of one reason on one object into a series whose
+        // note is the latest, so only the value is checked; the 503 is asserted on status.
+        notes.iter().any(|(r, n)| r == reason && n.contains("127.0.0.2"))
+    };
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        let list = events.list(&Default::default()).await?.items;
+        notes = list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect();
+        if announced(&notes, "ValueUnhealthy") && announced(&notes, "ValueHealthy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(announced(&notes, "ValueUnhealthy") && announced(&notes, "ValueHealthy"), "{notes:?}");
 
     // Probes stop with their record set.
     let metrics_before = metric_value(

@@ -34,13 +34,15 @@ async fn status_follows_pod_readiness() -> Result<()> {
         })
         .collect();
     let created = create_ready_pods(&pods, &specs).await?;
-    let mut pod_ips: Vec<String> = created
-        .iter()
-        .filter_map(pod_ip)
-        .map(String::from)
-        .collect();
+    let mut pod_ips: Vec<String> = created.iter().filter_map(pod_ip).map(String::from).collect();
     pod_ips.sort();
-    apply_record_set(&env, &ns.name, "web", json!({"name": "web.ops.example.internal.", "type": "A", "podSelector": {"matchLabels": {"app": "web"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": format!("web.ops.{}.example.internal.", ns.name), "type": "A", "podSelector": {"matchLabels": {"app": "web"}}}),
+    )
+    .await?;
 
     let sets: Api<MultiValueRecordSet> = ns.api();
     let all = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 12).await?;
@@ -48,10 +50,7 @@ async fn status_follows_pod_readiness() -> Result<()> {
     served.sort();
     assert_eq!(served, pod_ips, "every ready pod's IP is a healthy value");
     assert_eq!(
-        (
-            condition(&all, "Ready").as_str(),
-            condition(&all, "Degraded").as_str()
-        ),
+        (condition(&all, "Ready").as_str(), condition(&all, "Degraded").as_str()),
         ("True", "False")
     );
     assert!(all.observed_generation.is_some());
@@ -61,10 +60,7 @@ async fn status_follows_pod_readiness() -> Result<()> {
     }
     let degraded = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 9).await?;
     assert_eq!(
-        (
-            degraded.total_count,
-            condition(&degraded, "Degraded").as_str()
-        ),
+        (degraded.total_count, condition(&degraded, "Degraded").as_str()),
         (12, "True")
     );
     let unhealthy: Vec<_> = degraded
@@ -85,10 +81,7 @@ async fn status_follows_pod_readiness() -> Result<()> {
         set_pod_ready(&pods, &format!("web-{i}"), false).await?;
     }
     let none = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 0).await?;
-    assert_eq!(
-        (none.total_count, condition(&none, "Ready").as_str()),
-        (12, "False")
-    );
+    assert_eq!((none.total_count, condition(&none, "Ready").as_str()), (12, "False"));
 
     pods.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
@@ -139,11 +132,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
     let operator = RunningOperator::start(&env, &ns.name, "op-a", 15).await?;
     let pods: Api<Pod> = ns.api();
     let specs: Vec<_> = (0..3)
-        .map(|i| {
-            PodSpec::new(format!("api-{i}"))
-                .label("app", "api")
-                .port("http", 8080)
-        })
+        .map(|i| PodSpec::new(format!("api-{i}")).label("app", "api").port("http", 8080))
         .collect();
     let created = create_ready_pods(&pods, &specs).await?;
     let selector = json!({"matchLabels": {"app": "api"}});
@@ -151,7 +140,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         &env,
         &ns.name,
         "v6",
-        json!({"name": "api.kinds.example.internal.", "type": "AAAA", "podSelector": selector,
+        json!({"name": format!("api.kinds.{}.example.internal.", ns.name), "type": "AAAA", "podSelector": selector,
         "values": [{"value": "2001:DB8::10"}]}),
     )
     .await?;
@@ -159,7 +148,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         &env,
         &ns.name,
         "v4",
-        json!({"name": "api.kinds.example.internal.", "type": "A", "podSelector": selector,
+        json!({"name": format!("api.kinds.{}.example.internal.", ns.name), "type": "A", "podSelector": selector,
         "values": [{"value": "192.0.2.10", "setIdentifier": "vm-1"}]}),
     )
     .await?;
@@ -167,7 +156,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         &env,
         &ns.name,
         "srv",
-        json!({"name": "_http._tcp.api.kinds.example.internal.", "type": "SRV",
+        json!({"name": format!("_http._tcp.api.kinds.{}.example.internal.", ns.name), "type": "SRV",
         "podSelector": selector, "port": "http"}),
     )
     .await?;
@@ -175,7 +164,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         &env,
         &ns.name,
         "srv-missing-port",
-        json!({"name": "_x._tcp.api.kinds.example.internal.", "type": "SRV",
+        json!({"name": format!("_x._tcp.api.kinds.{}.example.internal.", ns.name), "type": "SRV",
         "podSelector": selector, "port": "grpc"}),
     )
     .await?;
@@ -188,20 +177,12 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         "static value, canonical form: {v6_values:?}"
     );
     for pod in &created {
-        let ips = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ips.clone())
-            .unwrap_or_default();
+        let ips = pod.status.as_ref().and_then(|s| s.pod_ips.clone()).unwrap_or_default();
         let v6_ip = ips
             .iter()
             .find(|ip| ip.ip.contains(':'))
             .context("dual-stack pod has an IPv6 address")?;
-        assert!(
-            v6_values.contains(&v6_ip.ip),
-            "{} in {v6_values:?}",
-            v6_ip.ip
-        );
+        assert!(v6_values.contains(&v6_ip.ip), "{} in {v6_values:?}", v6_ip.ip);
     }
     let v4 = wait_status(&sets, "v4", LIMIT, |s| s.healthy_count == 4).await?;
     assert!(
@@ -245,7 +226,7 @@ async fn the_oldest_namespace_owns_a_name() -> Result<()> {
     let Fixture { env, ns: first } = fixture("op-owner").await?;
     let second = TestNamespace::new(&env, &env.admin_client().await?, "op-claimant").await?;
     let operator = RunningOperator::start(&env, &first.name, "op-a", 15).await?;
-    let spec = |ip: &str| json!({"name": "shared.owner.example.internal.", "type": "A", "values": [{"value": ip}]});
+    let spec = |ip: &str| json!({"name": format!("shared.owner.{}.example.internal.", first.name), "type": "A", "values": [{"value": ip}]});
     apply_record_set(&env, &first.name, "web", spec("192.0.2.1")).await?;
     // Creation timestamps have one-second resolution: make the order unambiguous.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -253,33 +234,20 @@ async fn the_oldest_namespace_owns_a_name() -> Result<()> {
 
     let old_sets: Api<MultiValueRecordSet> = first.api();
     let young_sets: Api<MultiValueRecordSet> = second.api();
-    let young = wait_status(&young_sets, "web", LIMIT, |s| {
-        condition(s, "Conflict") == "True"
-    })
-    .await?;
-    assert_eq!(
-        condition(&young, "Ready"),
-        "False",
-        "a conflicting set is not served"
-    );
+    let young = wait_status(&young_sets, "web", LIMIT, |s| condition(s, "Conflict") == "True").await?;
+    assert_eq!(condition(&young, "Ready"), "False", "a conflicting set is not served");
     let message = young
         .conditions
         .iter()
         .find(|c| c.type_ == "Conflict")
         .map(|c| c.message.clone())
         .unwrap_or_default();
-    assert!(
-        message.contains(&first.name),
-        "the winner is named: {message}"
-    );
+    assert!(message.contains(&first.name), "the winner is named: {message}");
     let old = wait_status(&old_sets, "web", LIMIT, |s| condition(s, "Ready") == "True").await?;
     assert_eq!(condition(&old, "Conflict"), "False");
 
     old_sets.delete("web", &DeleteParams::default()).await?;
-    let taken_over = wait_status(&young_sets, "web", LIMIT, |s| {
-        condition(s, "Conflict") == "False"
-    })
-    .await?;
+    let taken_over = wait_status(&young_sets, "web", LIMIT, |s| condition(s, "Conflict") == "False").await?;
     assert_eq!(condition(&taken_over, "Ready"), "True");
     operator.stop().await;
     Ok(())
@@ -300,7 +268,13 @@ async fn standby_takes_over_when_the_leader_dies() -> Result<()> {
         ],
     )
     .await?;
-    apply_record_set(&env, &ns.name, "db", json!({"name": "db.leader.example.internal.", "type": "A", "podSelector": {"matchLabels": {"app": "db"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "db",
+        json!({"name": format!("db.leader.{}.example.internal.", ns.name), "type": "A", "podSelector": {"matchLabels": {"app": "db"}}}),
+    )
+    .await?;
     let sets: Api<MultiValueRecordSet> = ns.api();
     wait_status(&sets, "db", LIMIT, |s| s.healthy_count == 2).await?;
 
@@ -311,27 +285,14 @@ async fn standby_takes_over_when_the_leader_dies() -> Result<()> {
     set_pod_ready(&pods, "db-0", false).await?;
     wait_status(&sets, "db", LIMIT, |s| s.healthy_count == 1).await?;
     let takeover = killed_at.elapsed();
-    assert!(
-        takeover < Duration::from_secs(lease_seconds * 3),
-        "took {takeover:?}"
-    );
-    println!(
-        "standby took over and wrote status {takeover:?} after the leader died (lease {lease_seconds}s)"
-    );
+    assert!(takeover < Duration::from_secs(lease_seconds * 3), "took {takeover:?}");
+    println!("standby took over and wrote status {takeover:?} after the leader died (lease {lease_seconds}s)");
 
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
-    let holder = leases
-        .get("mvdns-operator")
-        .await?
-        .spec
-        .and_then(|s| s.holder_identity);
+    let holder = leases.get("mvdns-operator").await?.spec.and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some("op-standby"));
     standby.stop().await;
-    let released = leases
-        .get("mvdns-operator")
-        .await?
-        .spec
-        .and_then(|s| s.holder_identity);
+    let released = leases.get("mvdns-operator").await?.spec.and_then(|s| s.holder_identity);
     assert_eq!(released, None, "graceful shutdown releases the lease");
     Ok(())
 }
@@ -348,7 +309,13 @@ async fn readiness_to_status_latency() -> Result<()> {
         .map(|i| PodSpec::new(format!("app-{i}")).label("app", "lat"))
         .collect();
     create_ready_pods(&pods, &specs).await?;
-    apply_record_set(&env, &ns.name, "lat", json!({"name": "lat.example.internal.", "type": "A", "podSelector": {"matchLabels": {"app": "lat"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "lat",
+        json!({"name": format!("lat.{}.example.internal.", ns.name), "type": "A", "podSelector": {"matchLabels": {"app": "lat"}}}),
+    )
+    .await?;
     let sets: Api<MultiValueRecordSet> = ns.api();
     wait_status(&sets, "lat", LIMIT, |s| s.healthy_count == 4).await?;
 

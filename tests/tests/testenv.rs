@@ -4,9 +4,7 @@
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use mvdns_tests::{
-    PodSpec, TestEnv, TestNamespace, create_ready_pods, is_pod_ready, pod_ip, set_pod_ready,
-};
+use mvdns_tests::{PodSpec, TestEnv, TestNamespace, create_ready_pods, is_pod_ready, pod_ip, set_pod_ready};
 
 #[tokio::test]
 async fn kwok_pods_become_ready_and_can_be_flipped() -> Result<()> {
@@ -27,10 +25,7 @@ async fn kwok_pods_become_ready_and_can_be_flipped() -> Result<()> {
     assert_eq!(ips.len(), 3);
     for (pod, ip) in ready.iter().zip(&ips) {
         assert!(is_pod_ready(pod));
-        assert!(
-            ip.parse::<std::net::Ipv4Addr>().is_ok(),
-            "pod IP {ip} is IPv4"
-        );
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "pod IP {ip} is IPv4");
     }
 
     let unready = set_pod_ready(&pods, "web-1", false).await?;
@@ -62,9 +57,7 @@ async fn rbac_is_enforced() -> Result<()> {
         !allowed && answer.trim() == "no",
         "RBAC must refuse an unbound identity: {answer}"
     );
-    let (allowed, answer, _) = env
-        .kubectl_status(&["auth", "can-i", "list", "pods", "-A"])
-        .await?;
+    let (allowed, answer, _) = env.kubectl_status(&["auth", "can-i", "list", "pods", "-A"]).await?;
     assert!(allowed && answer.trim() == "yes", "the admin may: {answer}");
     Ok(())
 }

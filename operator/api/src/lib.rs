@@ -9,9 +9,8 @@ pub mod value;
 use kube::CustomResourceExt;
 
 pub use record_set::{
-    CheckResult, CheckStatus, HealthCheck, HealthCheckType, MultiValueRecordSet,
-    MultiValueRecordSetSpec, MultiValueRecordSetStatus, RecordType, StaticValue, Topology,
-    ValueStatus, WhenAllUnhealthy,
+    CheckResult, CheckStatus, HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec,
+    MultiValueRecordSetStatus, RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
 };
 
 /// Path of the generated CRD, relative to the repository root.

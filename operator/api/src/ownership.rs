@@ -40,19 +40,12 @@ impl NameClaim {
     /// Older claims win; equal timestamps (one-second resolution) fall back to the
     /// namespace and object names so that every reader picks the same winner.
     fn precedence(&self) -> (bool, Option<Timestamp>, &str, &str) {
-        (
-            self.created.is_none(),
-            self.created,
-            &self.namespace,
-            &self.object,
-        )
+        (self.created.is_none(), self.created, &self.namespace, &self.object)
     }
 }
 
 /// The owning namespace of every claimed name.
-pub fn name_owners<'a>(
-    claims: impl IntoIterator<Item = &'a NameClaim>,
-) -> BTreeMap<String, &'a NameClaim> {
+pub fn name_owners<'a>(claims: impl IntoIterator<Item = &'a NameClaim>) -> BTreeMap<String, &'a NameClaim> {
     let mut owners: BTreeMap<String, &NameClaim> = BTreeMap::new();
     for claim in claims {
         owners

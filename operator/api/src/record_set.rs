@@ -201,9 +201,7 @@ pub struct HealthCheck {
 }
 
 /// Record types mvdns serves.
-#[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum RecordType {
     A,
@@ -337,9 +335,7 @@ pub struct CheckStatus {
 }
 
 /// A probe outcome.
-#[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CheckResult {
     Pending,
     Success,
@@ -351,10 +347,7 @@ fn conditions_schema(generator: &mut schemars::generate::SchemaGenerator) -> sch
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let object = schema.ensure_object();
     object.insert("x-kubernetes-list-type".into(), "map".into());
-    object.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
-    );
+    object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
     schema
 }
 

@@ -27,28 +27,18 @@ fn is_host(expr: &str) -> String {
 }
 
 fn spec_rule(rule: String, field: &str, message: Message, reason: Reason) -> Rule {
-    Rule::new(rule)
-        .field_path(field)
-        .message(message)
-        .reason(reason)
+    Rule::new(rule).field_path(field).message(message).reason(reason)
 }
 
 /// A per-type rule over `spec.values`: every value must satisfy `item_ok` (with the
 /// value in `v.value`). The message is static: a message expression that lists the
 /// offending values costs more than the API server's CEL budget allows for 128 values.
 fn values_rule(types: &[&str], item_ok: &str, allowed: &str) -> Rule {
-    let quoted = types
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let quoted = types.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
     spec_rule(
         format!("!(self.type in [{quoted}]) || !has(self.values) || self.values.all(v, {item_ok})"),
         ".values",
-        Message::Message(format!(
-            "every value must be {allowed} for type {}",
-            types.join(" or ")
-        )),
+        Message::Message(format!("every value must be {allowed} for type {}", types.join(" or "))),
         Reason::FieldValueInvalid,
     )
 }
@@ -76,8 +66,7 @@ pub fn srv_pods_need_port() -> Rule {
     spec_rule(
         "self.type != 'SRV' || !has(self.podSelector) || has(self.port)".into(),
         ".port",
-        "port is required for SRV records backed by pods: a container port name (e.g. http) or number 1-65535"
-            .into(),
+        "port is required for SRV records backed by pods: a container port name (e.g. http) or number 1-65535".into(),
         Reason::FieldValueRequired,
     )
 }
@@ -152,8 +141,7 @@ pub fn cname_has_one_value_source() -> Rule {
     spec_rule(
         "self.type != 'CNAME' || (!has(self.podSelector) && has(self.values))".into(),
         ".values",
-        "type CNAME takes its targets from values only (one healthy target is answered per query)"
-            .into(),
+        "type CNAME takes its targets from values only (one healthy target is answered per query)".into(),
         Reason::FieldValueInvalid,
     )
 }
@@ -197,9 +185,7 @@ pub fn values_unique() -> Rule {
 }
 
 pub fn http_fields_only_for_http() -> Rule {
-    Rule::new(
-        "self.type != 'TCP' || (!has(self.path) && !has(self.host) && !has(self.searchString))",
-    )
-    .message("healthCheck.path, host and searchString apply only to HTTP and HTTPS checks, not TCP")
-    .reason(Reason::FieldValueForbidden)
+    Rule::new("self.type != 'TCP' || (!has(self.path) && !has(self.host) && !has(self.searchString))")
+        .message("healthCheck.path, host and searchString apply only to HTTP and HTTPS checks, not TCP")
+        .reason(Reason::FieldValueForbidden)
 }

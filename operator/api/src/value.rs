@@ -35,15 +35,11 @@ pub enum ValueError {
     NotIpv4 { value: String },
     #[error("{value:?} is not an IPv6 address (type AAAA wants e.g. 2001:db8::10)")]
     NotIpv6 { value: String },
-    #[error(
-        "{value:?} is not a host name (labels of letters, digits, '-' or '_', 1-63 characters each)"
-    )]
+    #[error("{value:?} is not a host name (labels of letters, digits, '-' or '_', 1-63 characters each)")]
     NotHost { value: String },
     #[error("{value:?} is not 'PREFERENCE HOST' (type MX wants e.g. '10 mail.example.com.')")]
     NotMx { value: String },
-    #[error(
-        "{value:?} is not 'PRIORITY WEIGHT PORT HOST' (type SRV wants e.g. '10 5 8080 web.example.com.')"
-    )]
+    #[error("{value:?} is not 'PRIORITY WEIGHT PORT HOST' (type SRV wants e.g. '10 5 8080 web.example.com.')")]
     NotSrv { value: String },
     #[error("TXT value is empty or longer than 512 characters")]
     BadTxt,
@@ -82,10 +78,10 @@ fn parse_mx(value: &str) -> Option<RecordData> {
     let mut fields = value.split(' ').filter(|f| !f.is_empty());
     let preference = parse_u16(fields.next()?)?;
     let exchange = normalize_host(fields.next()?)?;
-    fields.next().is_none().then_some(RecordData::Mx {
-        preference,
-        exchange,
-    })
+    fields
+        .next()
+        .is_none()
+        .then_some(RecordData::Mx { preference, exchange })
 }
 
 fn parse_srv(value: &str) -> Option<RecordData> {
@@ -142,14 +138,7 @@ mod tests {
             parse_value(RecordType::A, "192.0.2.1"),
             Ok(RecordData::A(Ipv4Addr::new(192, 0, 2, 1)))
         );
-        for bad in [
-            "300.1.1.1",
-            "1.2.3",
-            "01.2.3.4",
-            "2001:db8::1",
-            "",
-            " 1.2.3.4",
-        ] {
+        for bad in ["300.1.1.1", "1.2.3", "01.2.3.4", "2001:db8::1", "", " 1.2.3.4"] {
             assert!(parse_value(RecordType::A, bad).is_err(), "{bad}");
         }
         assert!(parse_value(RecordType::AAAA, "2001:db8::1").is_ok());
@@ -160,10 +149,7 @@ mod tests {
 
     #[test]
     fn host_names_are_normalised() {
-        assert_eq!(
-            normalize_host("Web.Example.COM"),
-            Some("web.example.com.".into())
-        );
+        assert_eq!(normalize_host("Web.Example.COM"), Some("web.example.com.".into()));
         assert_eq!(
             normalize_host("_sip._tcp.example.com."),
             Some("_sip._tcp.example.com.".into())
