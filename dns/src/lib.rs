@@ -1,1 +1,58 @@
-//! The mvdns DNS server (built in the DNS server issue).
+//! mvdns-server: the authoritative DNS server of mvdns.
+//!
+//! It watches `MultiValueRecordSet`s, builds an [`index::Index`] of what their status says
+//! is healthy (only for names their namespace owns), swaps it in atomically, and answers
+//! each query with up to `maxAnswers` values picked at random ([`select`]).
+//!
+//! The decisions are pure functions: [`index::build_index`] (record sets to records),
+//! [`answer::answer`] (one question to one answer) and [`wire::respond`] (request bytes to
+//! response bytes: FORMERR, EDNS, truncation). [`server`], [`watch`] and [`admin`] are the
+//! thin IO around them.
+
+pub mod admin;
+pub mod answer;
+pub mod index;
+pub mod metrics;
+pub mod select;
+pub mod server;
+pub mod watch;
+pub mod wire;
+pub mod zone;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+
+/// Everything that can go wrong in the server's IO.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("socket {address}: {source}")]
+    Socket {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the query path reads: the current index (swapped whole by the watcher, so a
+/// query never waits for it), the zones, and whether the first full sync is done.
+#[derive(Debug)]
+pub struct Shared {
+    pub index: ArcSwap<index::Index>,
+    pub zones: zone::Zones,
+    pub synced: AtomicBool,
+    pub metrics: metrics::Metrics,
+}
+
+impl Shared {
+    pub fn new(zones: zone::Zones) -> Arc<Self> {
+        Arc::new(Self {
+            index: ArcSwap::from_pointee(index::Index::default()),
+            zones,
+            synced: AtomicBool::new(false),
+            metrics: metrics::Metrics::default(),
+        })
+    }
+}

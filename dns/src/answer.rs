@@ -1,0 +1,254 @@
+//! One question to one answer, as a pure function of the index, the zones and a random
+//! source. No sockets, no encoding: [`crate::wire`] does that.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
+use rand::Rng;
+
+use crate::index::{Index, Node, RrSet};
+use crate::select::pick_answers;
+use crate::zone::{Zone, Zones};
+
+/// The sections and flags of a response to one question.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    /// Set for every name inside a served zone.
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+impl Answer {
+    fn refused() -> Self {
+        Self::empty(ResponseCode::Refused, false)
+    }
+
+    fn empty(rcode: ResponseCode, authoritative: bool) -> Self {
+        Self {
+            rcode,
+            authoritative,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    /// NXDOMAIN or NODATA: the zone's SOA in authority gives the negative TTL (RFC 2308).
+    fn negative(rcode: ResponseCode, zone: &Zone, serial: u32) -> Self {
+        let mut answer = Self::empty(rcode, true);
+        answer.authorities.push(zone.soa(serial));
+        answer
+    }
+}
+
+/// Answers `name` (as asked, for the case echo) of `record_type` and `class`.
+///
+/// - outside every zone, another class than IN, or a zone transfer: REFUSED (never a
+///   resolver, never a secondary);
+/// - unknown name in a zone: NXDOMAIN with the SOA; known name without that type: NODATA
+///   with the SOA;
+/// - SOA and NS at each apex, synthesized from the zone settings;
+/// - ANY: one RRset only (RFC 8482), chosen like a query for its type;
+/// - a CNAME answers every type at its name, with one target at random.
+pub fn answer<R: Rng + ?Sized>(index: &Index, zones: &Zones, name: &Name, record_type: RecordType, class: DNSClass, rng: &mut R) -> Answer {
+    let lower = LowerName::new(name);
+    let Some(zone) = zones.zone_of(&lower) else {
+        return Answer::refused();
+    };
+    if class != DNSClass::IN || matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
+        return Answer::refused();
+    }
+    let at_apex = lower == zone.apex;
+    let node = index.node(&lower);
+    if node.is_none() && !at_apex {
+        return Answer::negative(ResponseCode::NXDomain, zone, index.serial);
+    }
+    let empty = Node::default();
+    let node = node.unwrap_or(&empty);
+
+    if at_apex {
+        let apex_records = match record_type {
+            RecordType::SOA | RecordType::ANY => vec![zone.soa(index.serial)],
+            RecordType::NS => zone.ns_records(),
+            _ => Vec::new(),
+        };
+        if !apex_records.is_empty() {
+            return positive(name, apex_records, Vec::new());
+        }
+    }
+
+    let rrset = match record_type {
+        RecordType::ANY => node.rrsets.first(),
+        other => node.rrset(other).or_else(|| node.rrset(RecordType::CNAME)),
+    };
+    let Some(rrset) = rrset else {
+        return Answer::negative(ResponseCode::NoError, zone, index.serial);
+    };
+    let (answers, additionals) = pick(rrset, rng);
+    if answers.is_empty() {
+        return Answer::negative(ResponseCode::NoError, zone, index.serial);
+    }
+    positive(name, answers, additionals)
+}
+
+/// The records one query gets from `rrset`, and the glue of the picked ones. A CNAME
+/// answers with one target: a name has one canonical name at a time.
+fn pick<R: Rng + ?Sized>(rrset: &RrSet, rng: &mut R) -> (Vec<Record>, Vec<Record>) {
+    let max_answers = if rrset.record_type == RecordType::CNAME {
+        1
+    } else {
+        rrset.max_answers
+    };
+    let picked = pick_answers(&rrset.healthy, &rrset.unhealthy, max_answers, rrset.when_all_unhealthy, rng);
+    let additionals = picked.iter().filter_map(|e| e.glue.clone()).collect();
+    (picked.into_iter().map(|e| e.record.clone()).collect(), additionals)
+}
+
+/// A NOERROR answer whose records carry the name exactly as asked, so the answer
+/// echoes the question's case and compresses to a pointer to it.
+fn positive(name: &Name, mut answers: Vec<Record>, additionals: Vec<Record>) -> Answer {
+    for record in &mut answers {
+        record.name = name.clone();
+    }
+    Answer {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers,
+        authorities: Vec::new(),
+        additionals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use serde_json::json;
+
+    use super::*;
+    use crate::index::build_index;
+    use crate::zone::ZoneSettings;
+
+    fn zones() -> Zones {
+        Zones::new(&ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            ..ZoneSettings::default()
+        })
+        .expect("zones")
+    }
+
+    fn index(spec: serde_json::Value, values: serde_json::Value) -> Index {
+        let rs: mvdns_api::MultiValueRecordSet = serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1",
+            "kind": "MultiValueRecordSet",
+            "metadata": {"name": "web", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": spec,
+            "status": {"values": values},
+        }))
+        .expect("record set");
+        build_index(&[&rs], &zones(), 42)
+    }
+
+    fn ask(index: &Index, name: &str, record_type: RecordType) -> Answer {
+        let name = Name::from_ascii(name).expect("name");
+        answer(index, &zones(), &name, record_type, DNSClass::IN, &mut StdRng::seed_from_u64(1))
+    }
+
+    fn web() -> Index {
+        let values: Vec<_> = (1..=20)
+            .map(|i| json!({"value": format!("192.0.2.{i}"), "healthy": i <= 5, "source": format!("pod/p{i}")}))
+            .collect();
+        index(json!({"name": "web.example.internal", "type": "A", "podSelector": {}}), json!(values))
+    }
+
+    #[test]
+    fn rcodes_follow_the_zone_and_the_names() {
+        let index = web();
+        let refused = ask(&index, "web.example.com.", RecordType::A);
+        assert_eq!((refused.rcode, refused.authoritative), (ResponseCode::Refused, false));
+        let nx = ask(&index, "nope.example.internal.", RecordType::A);
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(nx.authorities[0].ttl, 30, "negative TTL from the SOA");
+        let nodata = ask(&index, "web.example.internal.", RecordType::AAAA);
+        assert_eq!((nodata.rcode, nodata.answers.len()), (ResponseCode::NoError, 0));
+        assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+        let transfer = ask(&index, "example.internal.", RecordType::AXFR);
+        assert_eq!(transfer.rcode, ResponseCode::Refused);
+        let chaos = answer(
+            &index,
+            &zones(),
+            &Name::from_ascii("web.example.internal.").expect("name"),
+            RecordType::A,
+            DNSClass::CH,
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(chaos.rcode, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn apex_has_soa_and_ns_and_any_is_minimal() {
+        let index = web();
+        let soa = ask(&index, "Example.Internal.", RecordType::SOA);
+        assert_eq!(soa.answers.len(), 1);
+        assert_eq!(soa.answers[0].name.to_string(), "Example.Internal.");
+        let ns = ask(&index, "example.internal.", RecordType::NS);
+        assert_eq!(ns.answers[0].data.to_string(), "ns.example.internal.");
+        let any = ask(&index, "web.example.internal.", RecordType::ANY);
+        assert_eq!(any.answers.len(), 5);
+        assert!(any.answers.iter().all(|r| r.record_type() == RecordType::A));
+    }
+
+    #[test]
+    fn only_healthy_values_are_answered_with_the_case_echoed() {
+        let index = web();
+        let answer = ask(&index, "WeB.example.INTERNAL.", RecordType::A);
+        let values: BTreeSet<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
+        let healthy: BTreeSet<String> = (1..=5).map(|i| format!("192.0.2.{i}")).collect();
+        assert_eq!(values, healthy);
+        assert!(answer.answers.iter().all(|r| r.name.to_string() == "WeB.example.INTERNAL."));
+        assert!(answer.authoritative);
+    }
+
+    #[test]
+    fn cname_answers_other_types_with_one_target() {
+        let index = index(
+            json!({"name": "web.example.internal", "type": "CNAME", "values": [{"value": "a.example.com"}]}),
+            json!([
+                {"value": "a.example.com.", "healthy": true, "source": "0"},
+                {"value": "b.example.com.", "healthy": true, "source": "1"},
+            ]),
+        );
+        let answer = ask(&index, "web.example.internal.", RecordType::A);
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].record_type(), RecordType::CNAME);
+    }
+
+    #[test]
+    fn all_unhealthy_with_return_none_is_nodata() {
+        let index = index(
+            json!({"name": "web.example.internal", "type": "A", "whenAllUnhealthy": "ReturnNone", "podSelector": {}}),
+            json!([{"value": "192.0.2.1", "healthy": false, "source": "pod/a"}]),
+        );
+        let answer = ask(&index, "web.example.internal.", RecordType::A);
+        assert_eq!((answer.rcode, answer.answers.len()), (ResponseCode::NoError, 0));
+    }
+
+    #[test]
+    fn srv_carries_glue_for_pod_targets() {
+        let index = index(
+            json!({"name": "_http._tcp.web.example.internal", "type": "SRV", "port": "http", "podSelector": {}}),
+            json!([{"value": "2001:db8::7", "healthy": true, "source": "pod/a", "port": 8080}]),
+        );
+        let answer = ask(&index, "_http._tcp.web.example.internal.", RecordType::SRV);
+        assert_eq!(answer.answers[0].data.to_string(), "0 1 8080 2001-db8--7._http._tcp.web.example.internal.");
+        assert_eq!(answer.additionals.len(), 1);
+        assert_eq!(answer.additionals[0].data.to_string(), "2001:db8::7");
+        let ent = ask(&index, "_tcp.web.example.internal.", RecordType::A);
+        assert_eq!((ent.rcode, ent.answers.len()), (ResponseCode::NoError, 0));
+    }
+}

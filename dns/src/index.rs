@@ -1,0 +1,442 @@
+//! The served data: record sets in, DNS records out, as one pure function.
+//!
+//! [`build_index`] reads each record set's `.status.values` (written by the operator) and
+//! keeps only what may be served:
+//! - the record set's namespace owns its name ([`mvdns_api::ownership`], the same rule the
+//!   operator applies), so a set that lost a conflict is never served, whatever its status
+//!   claims;
+//! - its name lies inside one of the configured zones;
+//! - each value parses for the record type (a hand-written status is not trusted).
+//!
+//! Record sets of one name and type in the owning namespace are served as one RRset.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SRV, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType as DnsType};
+use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
+use mvdns_api::value::{RecordData, parse_value};
+use mvdns_api::{MultiValueRecordSet, RecordType, WhenAllUnhealthy};
+
+use crate::zone::Zones;
+
+/// One served value: its record, and for an SRV value that points at a pod, the address
+/// record of its synthesized target (sent in the additional section).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub record: Record,
+    pub glue: Option<Record>,
+}
+
+/// The values of one name and type, split by health, with the selection settings.
+#[derive(Clone, Debug)]
+pub struct RrSet {
+    pub record_type: DnsType,
+    pub max_answers: usize,
+    pub when_all_unhealthy: WhenAllUnhealthy,
+    pub healthy: Vec<Entry>,
+    pub unhealthy: Vec<Entry>,
+}
+
+/// A name in a zone. No RRsets means the name exists only because names below it do
+/// (an empty non-terminal), which is answered NODATA, not NXDOMAIN.
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    pub rrsets: Vec<RrSet>,
+}
+
+impl Node {
+    pub fn rrset(&self, record_type: DnsType) -> Option<&RrSet> {
+        self.rrsets.iter().find(|r| r.record_type == record_type)
+    }
+}
+
+/// Why a record set (or part of one) is not served; counted in metrics and logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// `spec.name` is not a DNS name.
+    InvalidName { record_set: String },
+    /// Another namespace owns the name.
+    NotOwner { record_set: String, owner: String },
+    /// The name is outside every configured zone.
+    OutsideZones { record_set: String, name: String },
+    /// A status value that does not parse for the record type.
+    InvalidValue { record_set: String, value: String },
+    /// A CNAME where other records of the owning namespace live: CNAME cannot coexist
+    /// with other data (RFC 1034 section 3.6.2), and existing data wins over the alias.
+    CnameBesideOtherData { record_set: String, name: String },
+}
+
+/// Everything the server answers from, rebuilt whole on every change.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    pub names: HashMap<LowerName, Node>,
+    /// SOA serial: the Unix time of the rebuild, so it grows with every change.
+    pub serial: u32,
+    pub record_sets_served: usize,
+    pub values_served: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Index {
+    pub fn node(&self, name: &LowerName) -> Option<&Node> {
+        self.names.get(name)
+    }
+}
+
+/// Builds the index from every record set the watcher holds.
+pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: u32) -> Index {
+    let mut index = Index {
+        serial,
+        ..Index::default()
+    };
+    let claims: Vec<(&MultiValueRecordSet, Option<NameClaim>)> =
+        record_sets.iter().map(|rs| (*rs, NameClaim::of(rs))).collect();
+    let owners = name_owners(claims.iter().filter_map(|(_, claim)| claim.as_ref()));
+
+    // Served record sets grouped by (name, type); BTreeMap for a deterministic build.
+    let mut groups: BTreeMap<(String, RecordType), Vec<&MultiValueRecordSet>> = BTreeMap::new();
+    for (rs, claim) in &claims {
+        let record_set = object_ref(rs);
+        let Some(claim) = claim else {
+            index.skipped.push(Skipped::InvalidName { record_set });
+            continue;
+        };
+        if !is_owner(&owners, claim) {
+            let owner = owners.get(&claim.name).map(|o| o.namespace.clone()).unwrap_or_default();
+            index.skipped.push(Skipped::NotOwner { record_set, owner });
+            continue;
+        }
+        let in_zones = parse_name(&claim.name).is_some_and(|n| zones.zone_of(&LowerName::new(&n)).is_some());
+        if !in_zones {
+            index.skipped.push(Skipped::OutsideZones {
+                record_set,
+                name: claim.name.clone(),
+            });
+            continue;
+        }
+        groups.entry((claim.name.clone(), rs.spec.record_type)).or_default().push(rs);
+    }
+
+    for ((name, record_type), sets) in &groups {
+        let Some(owner) = parse_name(name) else { continue };
+        if *record_type == RecordType::CNAME && groups.keys().any(|(n, t)| n == name && *t != RecordType::CNAME) {
+            for rs in sets {
+                index.skipped.push(Skipped::CnameBesideOtherData {
+                    record_set: object_ref(rs),
+                    name: name.clone(),
+                });
+            }
+            continue;
+        }
+        let rrset = group_rrset(&owner, *record_type, sets, &mut index.skipped);
+        index.record_sets_served += sets.len();
+        index.values_served += rrset.healthy.len() + rrset.unhealthy.len();
+        add_glue_names(&mut index.names, &rrset);
+        add_with_ancestors(&mut index.names, &owner, zones).rrsets.push(rrset);
+    }
+    for zone in zones.iter() {
+        index.names.entry(zone.apex.clone()).or_default();
+    }
+    index
+}
+
+/// The RRset of one (name, type) group. Settings combine towards the safe side: the
+/// lowest TTL and `maxAnswers`, and fail-open (`ReturnUnhealthy`, Route 53's behaviour)
+/// if any set of the group asks for it.
+fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordSet], skipped: &mut Vec<Skipped>) -> RrSet {
+    let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
+    let max_answers = sets.iter().map(|rs| rs.spec.max_answers).min().unwrap_or(8).clamp(1, 8);
+    let when_all_unhealthy = if sets
+        .iter()
+        .any(|rs| rs.spec.when_all_unhealthy == WhenAllUnhealthy::ReturnUnhealthy)
+    {
+        WhenAllUnhealthy::ReturnUnhealthy
+    } else {
+        WhenAllUnhealthy::ReturnNone
+    };
+    let mut healthy: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut unhealthy: BTreeMap<String, Entry> = BTreeMap::new();
+    for rs in sets {
+        for value in rs.status.iter().flat_map(|s| &s.values) {
+            let Some(entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
+                skipped.push(Skipped::InvalidValue {
+                    record_set: object_ref(rs),
+                    value: value.value.clone(),
+                });
+                continue;
+            };
+            // The same record from two sets: healthy if either says so.
+            let key = entry.record.data.to_string();
+            if value.healthy {
+                unhealthy.remove(&key);
+                healthy.insert(key, entry);
+            } else if !healthy.contains_key(&key) {
+                unhealthy.insert(key, entry);
+            }
+        }
+    }
+    RrSet {
+        record_type: dns_type(record_type),
+        max_answers: usize::from(max_answers),
+        when_all_unhealthy,
+        healthy: healthy.into_values().collect(),
+        unhealthy: unhealthy.into_values().collect(),
+    }
+}
+
+/// One status value as a record. An SRV value with a `port` is a pod address: the record
+/// points at `<address with dashes>.<name>` (as Kubernetes names pods behind headless
+/// Services), and that name's address record goes along as glue.
+pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, port: Option<u16>) -> Option<Entry> {
+    if let (RecordType::SRV, Some(port)) = (record_type, port) {
+        let ip: IpAddr = value.parse().ok()?;
+        let target = pod_target(owner, ip)?;
+        let glue = Record::from_rdata(target.clone(), ttl, address_rdata(ip));
+        let srv = RData::SRV(SRV::new(0, 1, port, target));
+        return Some(Entry {
+            record: Record::from_rdata(owner.clone(), ttl, srv),
+            glue: Some(glue),
+        });
+    }
+    let rdata = match parse_value(record_type, value).ok()? {
+        RecordData::A(ip) => RData::A(A(ip)),
+        RecordData::Aaaa(ip) => RData::AAAA(AAAA(ip)),
+        RecordData::Cname(target) => RData::CNAME(CNAME(parse_name(&target)?)),
+        RecordData::Ns(target) => RData::NS(NS(parse_name(&target)?)),
+        RecordData::Mx { preference, exchange } => RData::MX(MX::new(preference, parse_name(&exchange)?)),
+        RecordData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(priority, weight, port, parse_name(&target)?)),
+        RecordData::Txt(text) => RData::TXT(TXT::new(txt_strings(&text))),
+    };
+    Some(Entry {
+        record: Record::from_rdata(owner.clone(), ttl, rdata),
+        glue: None,
+    })
+}
+
+/// `10.0.0.7` under `web.example.internal.` is `10-0-0-7.web.example.internal.`;
+/// `2001:db8::7` is `2001-db8--7.web.example.internal.`.
+fn pod_target(owner: &Name, ip: IpAddr) -> Option<Name> {
+    let label = ip.to_string().replace(['.', ':'], "-");
+    owner.prepend_label(label.as_str()).ok()
+}
+
+fn address_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+/// A TXT value as character-strings of at most 255 bytes each (RFC 1035 section 3.3),
+/// split on character boundaries.
+fn txt_strings(text: &str) -> Vec<String> {
+    let mut strings = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 255 {
+            strings.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    strings.push(current);
+    strings
+}
+
+/// SRV targets synthesized for pods answer A/AAAA queries too.
+fn add_glue_names(names: &mut HashMap<LowerName, Node>, rrset: &RrSet) {
+    for entry in rrset.healthy.iter().chain(&rrset.unhealthy) {
+        let Some(glue) = &entry.glue else { continue };
+        let node = names.entry(LowerName::new(&glue.name)).or_default();
+        if node.rrset(glue.record_type()).is_none() {
+            node.rrsets.push(RrSet {
+                record_type: glue.record_type(),
+                max_answers: 1,
+                when_all_unhealthy: WhenAllUnhealthy::ReturnUnhealthy,
+                healthy: vec![Entry {
+                    record: glue.clone(),
+                    glue: None,
+                }],
+                unhealthy: Vec::new(),
+            });
+        }
+    }
+}
+
+/// The node of `name`, creating it and every empty non-terminal up to its zone's apex.
+fn add_with_ancestors<'a>(names: &'a mut HashMap<LowerName, Node>, name: &Name, zones: &Zones) -> &'a mut Node {
+    if let Some(zone) = zones.zone_of(&LowerName::new(name)) {
+        let mut parent = name.base_name();
+        while parent.num_labels() > zone.apex_name.num_labels() {
+            names.entry(LowerName::new(&parent)).or_default();
+            parent = parent.base_name();
+        }
+    }
+    names.entry(LowerName::new(name)).or_default()
+}
+
+fn parse_name(fqdn: &str) -> Option<Name> {
+    Name::from_ascii(fqdn).ok().map(|n| n.to_lowercase())
+}
+
+fn dns_type(record_type: RecordType) -> DnsType {
+    match record_type {
+        RecordType::A => DnsType::A,
+        RecordType::AAAA => DnsType::AAAA,
+        RecordType::SRV => DnsType::SRV,
+        RecordType::MX => DnsType::MX,
+        RecordType::TXT => DnsType::TXT,
+        RecordType::CNAME => DnsType::CNAME,
+        RecordType::NS => DnsType::NS,
+    }
+}
+
+fn object_ref(rs: &MultiValueRecordSet) -> String {
+    format!(
+        "{}/{}",
+        rs.metadata.namespace.as_deref().unwrap_or_default(),
+        rs.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::zone::ZoneSettings;
+
+    fn zones() -> Zones {
+        Zones::new(&ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            ..ZoneSettings::default()
+        })
+        .expect("zones")
+    }
+
+    fn record_set(namespace: &str, object: &str, created: &str, spec: serde_json::Value, values: serde_json::Value) -> MultiValueRecordSet {
+        serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1",
+            "kind": "MultiValueRecordSet",
+            "metadata": {"name": object, "namespace": namespace, "creationTimestamp": created},
+            "spec": spec,
+            "status": {"values": values},
+        }))
+        .expect("record set")
+    }
+
+    fn lower(name: &str) -> LowerName {
+        LowerName::new(&Name::from_ascii(name).expect("name"))
+    }
+
+    #[test]
+    fn only_the_owning_namespace_is_served_and_values_split_by_health() {
+        let owner = record_set(
+            "a",
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "web.example.internal", "type": "A", "values": [{"value": "192.0.2.1"}]}),
+            json!([
+                {"value": "192.0.2.1", "healthy": true, "source": "0"},
+                {"value": "192.0.2.2", "healthy": false, "source": "1"},
+                {"value": "not-an-ip", "healthy": true, "source": "2"},
+            ]),
+        );
+        let thief = record_set(
+            "b",
+            "web",
+            "2026-02-01T00:00:00Z",
+            json!({"name": "WEB.example.internal.", "type": "A", "values": [{"value": "198.51.100.1"}]}),
+            json!([{"value": "198.51.100.1", "healthy": true, "source": "0"}]),
+        );
+        let index = build_index(&[&thief, &owner], &zones(), 1);
+        let rrset = index
+            .node(&lower("web.example.internal."))
+            .and_then(|n| n.rrset(DnsType::A))
+            .expect("served");
+        let healthy: Vec<String> = rrset.healthy.iter().map(|e| e.record.data.to_string()).collect();
+        assert_eq!(healthy, ["192.0.2.1"]);
+        assert_eq!(rrset.unhealthy.len(), 1);
+        assert!(index.skipped.contains(&Skipped::NotOwner {
+            record_set: "b/web".into(),
+            owner: "a".into()
+        }));
+        assert!(index.skipped.iter().any(|s| matches!(s, Skipped::InvalidValue { value, .. } if value == "not-an-ip")));
+        assert_eq!(index.record_sets_served, 1);
+    }
+
+    #[test]
+    fn sets_of_one_name_merge_and_empty_non_terminals_exist() {
+        let one = record_set(
+            "a",
+            "one",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "_http._tcp.web.example.internal", "type": "SRV", "port": 8080, "ttl": 60, "podSelector": {}}),
+            json!([{"value": "10.0.0.7", "healthy": true, "source": "pod/a", "port": 8080}]),
+        );
+        let two = record_set(
+            "a",
+            "two",
+            "2026-01-02T00:00:00Z",
+            json!({"name": "_http._tcp.web.example.internal", "type": "SRV", "ttl": 10, "maxAnswers": 2, "values": [{"value": "1 1 80 web.example.com."}]}),
+            json!([{"value": "1 1 80 web.example.com.", "healthy": true, "source": "0"}]),
+        );
+        let index = build_index(&[&one, &two], &zones(), 1);
+        let rrset = index
+            .node(&lower("_http._tcp.web.example.internal."))
+            .and_then(|n| n.rrset(DnsType::SRV))
+            .expect("served");
+        assert_eq!(rrset.healthy.len(), 2);
+        assert_eq!(rrset.max_answers, 2);
+        assert!(rrset.healthy.iter().all(|e| e.record.ttl == 10));
+        let pod = rrset.healthy.iter().find(|e| e.glue.is_some()).expect("pod value");
+        assert_eq!(pod.record.data.to_string(), "0 1 8080 10-0-0-7._http._tcp.web.example.internal.");
+        let glue = index
+            .node(&lower("10-0-0-7._http._tcp.web.example.internal."))
+            .and_then(|n| n.rrset(DnsType::A))
+            .expect("target answers A");
+        assert_eq!(glue.healthy[0].record.data.to_string(), "10.0.0.7");
+        for ent in ["_tcp.web.example.internal.", "web.example.internal.", "example.internal."] {
+            assert!(index.node(&lower(ent)).is_some_and(|n| n.rrsets.is_empty()), "{ent}");
+        }
+    }
+
+    #[test]
+    fn names_outside_the_zones_and_cname_beside_data_are_skipped() {
+        let outside = record_set(
+            "a",
+            "out",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "web.example.com", "type": "A", "values": [{"value": "192.0.2.1"}]}),
+            json!([{"value": "192.0.2.1", "healthy": true, "source": "0"}]),
+        );
+        let data = record_set(
+            "a",
+            "data",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "api.example.internal", "type": "TXT", "values": [{"value": "hello"}]}),
+            json!([{"value": "x".repeat(300), "healthy": true, "source": "0"}]),
+        );
+        let alias = record_set(
+            "a",
+            "alias",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "api.example.internal", "type": "CNAME", "values": [{"value": "web.example.com"}]}),
+            json!([{"value": "web.example.com.", "healthy": true, "source": "0"}]),
+        );
+        let index = build_index(&[&outside, &data, &alias], &zones(), 1);
+        assert!(index.node(&lower("web.example.com.")).is_none());
+        let node = index.node(&lower("api.example.internal.")).expect("served");
+        assert!(node.rrset(DnsType::CNAME).is_none());
+        let txt = &node.rrset(DnsType::TXT).expect("txt").healthy[0].record.data;
+        let RData::TXT(txt) = txt else { panic!("not TXT") };
+        assert_eq!(txt.txt_data.len(), 2, "300 bytes need two character-strings");
+        assert_eq!(index.skipped.len(), 2);
+    }
+}

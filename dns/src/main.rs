@@ -1,0 +1,125 @@
+//! The mvdns-server binary: flags (each also an environment variable), logging, the
+//! sockets, the watch and the admin port, and a graceful shutdown on SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use mvdns_server::server::{self, ServerConfig};
+use mvdns_server::watch::{self, WatchConfig};
+use mvdns_server::zone::{ZoneSettings, Zones};
+use mvdns_server::{Shared, admin};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Authoritative DNS for MultiValueRecordSets: random healthy values per answer")]
+struct Args {
+    /// Zones to serve (apex names); several allowed, comma-separated in the env var.
+    #[arg(long = "zone", env = "MVDNS_ZONES", value_delimiter = ',', required = true)]
+    zones: Vec<String>,
+    /// Address for DNS over UDP and TCP.
+    #[arg(long, env = "MVDNS_LISTEN", default_value = "0.0.0.0:5353")]
+    listen: SocketAddr,
+    /// Address for /livez, /readyz and /metrics.
+    #[arg(long, env = "MVDNS_ADMIN_LISTEN", default_value = "0.0.0.0:9153")]
+    admin_listen: SocketAddr,
+    /// Watch record sets in this namespace only (default: all namespaces).
+    #[arg(long, env = "MVDNS_NAMESPACE")]
+    namespace: Option<String>,
+    /// SOA MNAME (primary name server); default `ns.<zone>`.
+    #[arg(long, env = "MVDNS_SOA_MNAME")]
+    soa_mname: Option<String>,
+    /// SOA RNAME (responsible mailbox as a name); default `hostmaster.<zone>`.
+    #[arg(long, env = "MVDNS_SOA_RNAME")]
+    soa_rname: Option<String>,
+    /// NS records at every apex; default the SOA MNAME.
+    #[arg(long = "nameserver", env = "MVDNS_NAMESERVERS", value_delimiter = ',')]
+    nameservers: Vec<String>,
+    /// TTL of negative answers (the SOA MINIMUM), in seconds.
+    #[arg(long, env = "MVDNS_NEGATIVE_TTL", default_value_t = 30)]
+    negative_ttl: u32,
+    /// UDP sockets (SO_REUSEPORT) with their own receive loop; default: one per core.
+    #[arg(long, env = "MVDNS_UDP_WORKERS")]
+    udp_workers: Option<usize>,
+    /// Open TCP connections at most; more are closed at once.
+    #[arg(long, env = "MVDNS_MAX_TCP_CONNECTIONS", default_value_t = 512)]
+    max_tcp_connections: usize,
+    /// Seconds a TCP connection may stay without a complete request.
+    #[arg(long, env = "MVDNS_TCP_IDLE_TIMEOUT_SECONDS", default_value_t = 10)]
+    tcp_idle_timeout_seconds: u64,
+    /// Changes to record sets within this window are served together.
+    #[arg(long, env = "MVDNS_DEBOUNCE_MS", default_value_t = 20)]
+    debounce_ms: u64,
+    #[arg(long, env = "MVDNS_LOG_FORMAT", value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Plain => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    let zones = Zones::new(&ZoneSettings {
+        apexes: args.zones,
+        soa_mname: args.soa_mname,
+        soa_rname: args.soa_rname,
+        nameservers: args.nameservers,
+        negative_ttl: args.negative_ttl,
+        ..ZoneSettings::default()
+    })?;
+    let server_config = ServerConfig {
+        listen: args.listen,
+        udp_workers: args
+            .udp_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        max_tcp_connections: args.max_tcp_connections,
+        tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout_seconds),
+    };
+    let watch_config = WatchConfig {
+        namespace: args.namespace,
+        debounce: Duration::from_millis(args.debounce_ms),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration")?;
+    let shared = Shared::new(zones);
+    let shutdown = CancellationToken::new();
+
+    let sockets = server::bind(&server_config)?;
+    tracing::info!(address = %sockets.address, zones = ?shared.zones.iter().map(|z| z.apex.to_string()).collect::<Vec<_>>(), "DNS listening on UDP and TCP");
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .context("cannot bind the admin port")?;
+    tracing::info!(address = %admin_listener.local_addr()?, "admin server listening");
+
+    let admin = tokio::spawn(admin::serve(admin_listener, shared.clone(), shutdown.clone()));
+    let dns = tokio::spawn(server::serve(sockets, server_config, shared.clone(), shutdown.clone()));
+    let feed = tokio::spawn(watch::run(client, watch_config, shared, shutdown.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::join!(feed, dns);
+    admin.await??;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

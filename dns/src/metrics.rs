@@ -1,0 +1,97 @@
+//! Prometheus metrics of the DNS server, served on the admin port.
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Query type (`A`, `SRV`, ...), `none` for requests that did not decode.
+    pub qtype: String,
+    pub rcode: String,
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub queries: Family<QueryLabels, Counter>,
+    pub query_duration: Histogram,
+    pub truncated: Counter,
+    pub dropped: Family<ReasonLabels, Counter>,
+    pub record_sets_served: Gauge,
+    pub values_served: Gauge,
+    pub skipped: Family<ReasonLabels, Gauge>,
+    pub synced: Gauge,
+    pub last_sync_seconds: Gauge,
+    pub index_builds: Counter,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mvdns_dns");
+        let metrics = Self {
+            queries: Family::default(),
+            // 1 us .. 33 ms: a cached answer takes microseconds.
+            query_duration: Histogram::new(exponential_buckets(0.000_001, 2.0, 16)),
+            truncated: Counter::default(),
+            dropped: Family::default(),
+            record_sets_served: Gauge::default(),
+            values_served: Gauge::default(),
+            skipped: Family::default(),
+            synced: Gauge::default(),
+            last_sync_seconds: Gauge::default(),
+            index_builds: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("queries", "Queries answered, by type, rcode and transport", metrics.queries.clone());
+        registry.register(
+            "query_duration_seconds",
+            "Time from a decoded request to its encoded response",
+            metrics.query_duration.clone(),
+        );
+        registry.register("truncated", "UDP responses sent with TC set", metrics.truncated.clone());
+        registry.register(
+            "dropped",
+            "Requests not answered, by reason (not a query, too short, TCP connection limit, timeout)",
+            metrics.dropped.clone(),
+        );
+        registry.register("record_sets_served", "Record sets in the served index", metrics.record_sets_served.clone());
+        registry.register("values_served", "Values (healthy or not) in the served index", metrics.values_served.clone());
+        registry.register(
+            "skipped",
+            "Record sets or values not served in the current index, by reason",
+            metrics.skipped.clone(),
+        );
+        registry.register("synced", "1 once the first full sync with the API server is done", metrics.synced.clone());
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time of the last index rebuild from a watch event",
+            metrics.last_sync_seconds.clone(),
+        );
+        registry.register("index_builds", "Index rebuilds", metrics.index_builds.clone());
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    pub fn count_dropped(&self, reason: &str) {
+        self.dropped.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

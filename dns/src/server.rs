@@ -1,0 +1,220 @@
+//! The sockets: UDP receive loops and a bounded TCP accept loop around [`wire::respond`].
+//!
+//! The query path never waits: it loads the current index with one atomic read and
+//! answers in place, so a UDP loop needs no task per packet. TCP connections are bounded
+//! in number and in idle time, so slow or silent clients cannot hold the server.
+//!
+//! Why not hickory-server's `Server`: it spawns a task per UDP packet and accepts TCP
+//! connections without a bound; both matter for a server that must keep answering
+//! under hostile load. hickory-proto stays the codec ([`crate::wire`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::QueryLabels;
+use crate::wire::{Response, Served, Transport, respond};
+use crate::{Error, Shared};
+
+/// Socket settings (flags / chart values).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// UDP sockets sharing the port with SO_REUSEPORT, each with its own receive loop.
+    pub udp_workers: usize,
+    pub max_tcp_connections: usize,
+    /// A TCP connection is closed when no complete request arrives within this time.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// The bound sockets, so that callers (and tests binding port 0) learn the address
+/// before serving starts.
+#[derive(Debug)]
+pub struct Sockets {
+    pub address: SocketAddr,
+    udp: Vec<UdpSocket>,
+    tcp: TcpListener,
+}
+
+/// Binds the UDP sockets and the TCP listener on one port. With port 0 the first socket
+/// picks the port and the others join it.
+pub fn bind(config: &ServerConfig) -> Result<Sockets, Error> {
+    let first = udp_socket(config.listen)?;
+    let address = first.local_addr().map_err(|source| Error::Socket {
+        address: config.listen,
+        source,
+    })?;
+    let mut udp = vec![first];
+    for _ in 1..config.udp_workers.max(1) {
+        udp.push(udp_socket(address)?);
+    }
+    let tcp = tcp_listener(address)?;
+    Ok(Sockets { address, udp, tcp })
+}
+
+fn udp_socket(address: SocketAddr) -> Result<UdpSocket, Error> {
+    let fail = |source| Error::Socket { address, source };
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    // Bursts of queries queue in the kernel while a loop is busy; 4 MiB holds ~30k.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&address.into()).map_err(fail)?;
+    UdpSocket::from_std(socket.into()).map_err(fail)
+}
+
+fn tcp_listener(address: SocketAddr) -> Result<TcpListener, Error> {
+    let fail = |source| Error::Socket { address, source };
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&address.into()).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    TcpListener::from_std(socket.into()).map_err(fail)
+}
+
+/// Serves on `sockets` until `shutdown` is cancelled, then returns once every loop ended.
+pub async fn serve(sockets: Sockets, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut loops = tokio::task::JoinSet::new();
+    for socket in sockets.udp {
+        loops.spawn(udp_loop(socket, shared.clone(), shutdown.clone()));
+    }
+    loops.spawn(tcp_loop(sockets.tcp, config, shared, shutdown));
+    while loops.join_next().await.is_some() {}
+}
+
+async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: CancellationToken) {
+    // 4096 bytes: nothing larger is a sensible query; longer datagrams are cut and then
+    // fail to decode (FORMERR).
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let (len, peer) = tokio::select! {
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep going.
+                    tracing::debug!(%error, "UDP receive failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        if let Some(response) = handle(&shared, &buffer[..len], Transport::Udp)
+            && let Err(error) = socket.send_to(&response.bytes, peer).await
+        {
+            tracing::debug!(%error, %peer, "UDP send failed");
+        }
+    }
+}
+
+async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(config.max_tcp_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "TCP accept failed");
+                    // EMFILE and friends: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        // At the limit, close the new connection at once: the client retries elsewhere,
+        // and the connections already open keep their service.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            shared.metrics.count_dropped("tcp_connection_limit");
+            drop(stream);
+            continue;
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let idle_timeout = config.tcp_idle_timeout;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            tokio::select! {
+                result = tcp_connection(stream, &shared, idle_timeout) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, %peer, "TCP connection ended");
+                    }
+                }
+                () = shutdown.cancelled() => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Length-prefixed requests on one connection (RFC 7766), answered in order, until the
+/// client closes it or sends nothing complete for `idle_timeout`.
+async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle_timeout: Duration) -> std::io::Result<()> {
+    let mut buffer = Vec::with_capacity(512);
+    loop {
+        let read = async {
+            let len = stream.read_u16().await?;
+            buffer.resize(usize::from(len), 0);
+            stream.read_exact(&mut buffer).await
+        };
+        match tokio::time::timeout(idle_timeout, read).await {
+            Ok(Ok(_)) => {}
+            // A clean close between requests.
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(error)) => return Err(error),
+            Err(_) => {
+                shared.metrics.count_dropped("tcp_idle_timeout");
+                return Ok(());
+            }
+        }
+        let Some(response) = handle(shared, &buffer, Transport::Tcp) else {
+            continue;
+        };
+        let len = u16::try_from(response.bytes.len()).unwrap_or(u16::MAX);
+        let mut framed = Vec::with_capacity(response.bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&response.bytes);
+        tokio::time::timeout(idle_timeout, stream.write_all(&framed))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read"))??;
+    }
+}
+
+/// One request through [`respond`], with metrics.
+fn handle(shared: &Shared, packet: &[u8], transport: Transport) -> Option<Response> {
+    let started = Instant::now();
+    let index = shared.index.load();
+    let served = Served {
+        index: &index,
+        zones: &shared.zones,
+        synced: shared.synced.load(Ordering::Acquire),
+    };
+    let Some(response) = respond(packet, transport, served, &mut rand::rng()) else {
+        shared.metrics.count_dropped("not_a_query");
+        return None;
+    };
+    let metrics = &shared.metrics;
+    metrics.query_duration.observe(started.elapsed().as_secs_f64());
+    metrics
+        .queries
+        .get_or_create(&QueryLabels {
+            qtype: response.query_type.map_or_else(|| "none".into(), |t| t.to_string()),
+            rcode: response.rcode.to_str().into(),
+            transport: match transport {
+                Transport::Udp => "udp".into(),
+                Transport::Tcp => "tcp".into(),
+            },
+        })
+        .inc();
+    if response.truncated {
+        metrics.truncated.inc();
+    }
+    Some(response)
+}

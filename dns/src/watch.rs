@@ -1,0 +1,158 @@
+//! The feed: a watch on `MultiValueRecordSet`s into a reflector store, and a rebuild loop
+//! that turns the store into a new [`Index`] and swaps it in.
+//!
+//! - The server is `synced` (ready, and answering) only after the watcher's first full
+//!   list (`InitDone`), so a starting replica never answers NXDOMAIN for a name that
+//!   exists.
+//! - When the API server is away the watcher retries with backoff and the last index
+//!   keeps being served; a re-list after it returns rebuilds the index.
+//! - A record set that does not deserialize (an object stored before a schema change,
+//!   say) is skipped and logged; it never stops the watch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use kube::{Api, Client};
+use mvdns_api::MultiValueRecordSet;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+use crate::index::{Skipped, build_index};
+
+type Guarded = DeserializeGuard<MultiValueRecordSet>;
+
+/// Watch settings (flags / chart values).
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// Changes arriving within this window become one rebuild.
+    pub debounce: Duration,
+}
+
+/// Watches record sets and keeps `shared.index` current until `shutdown` is cancelled.
+pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let api: Api<Guarded> = match &config.namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    };
+    let (store, writer) = reflector::store();
+    let changed = Arc::new(Notify::new());
+    let listed = Arc::new(AtomicBool::new(false));
+    let rebuild = tokio::spawn(rebuild_loop(
+        store,
+        config.debounce,
+        changed.clone(),
+        listed.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut events = std::pin::pin!(
+        watch_stream(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+    );
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = shutdown.cancelled() => break,
+        };
+        match event {
+            Some(Ok(Event::InitDone)) => {
+                listed.store(true, Ordering::Release);
+                changed.notify_one();
+            }
+            Some(Ok(Event::Apply(_) | Event::Delete(_))) => changed.notify_one(),
+            Some(Ok(Event::Init | Event::InitApply(_))) => {}
+            Some(Err(error)) => tracing::warn!(%error, "watching record sets failed; serving the last known state"),
+            None => break,
+        }
+    }
+    let _ = rebuild.await;
+}
+
+/// Rebuilds the index after changes, at most once per `debounce`, and only once the
+/// store holds a full list (before that the served index stays as it was). The server
+/// turns `synced` only after the first index built from a full list is in place.
+async fn rebuild_loop(
+    store: Store<Guarded>,
+    debounce: Duration,
+    changed: Arc<Notify>,
+    listed: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = changed.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        tokio::time::sleep(debounce).await;
+        if !listed.load(Ordering::Acquire) {
+            continue;
+        }
+        rebuild(&store, &shared);
+        if !shared.synced.swap(true, Ordering::AcqRel) {
+            tracing::info!("first full sync done; answering queries");
+        }
+    }
+}
+
+fn rebuild(store: &Store<Guarded>, shared: &Shared) {
+    let objects = store.state();
+    let mut record_sets = Vec::with_capacity(objects.len());
+    for object in &objects {
+        match &object.0 {
+            Ok(record_set) => record_sets.push(record_set),
+            Err(invalid) => tracing::warn!(
+                name = invalid.metadata.name.as_deref().unwrap_or_default(),
+                namespace = invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                error = %invalid.error,
+                "record set does not deserialize; not served"
+            ),
+        }
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let index = build_index(&record_sets, &shared.zones, u32::try_from(now).unwrap_or(u32::MAX));
+    for skipped in &index.skipped {
+        tracing::debug!(?skipped, "not served");
+    }
+    let metrics = &shared.metrics;
+    metrics.index_builds.inc();
+    metrics.record_sets_served.set(gauge(index.record_sets_served));
+    metrics.values_served.set(gauge(index.values_served));
+    metrics.synced.set(1);
+    metrics.last_sync_seconds.set(i64::try_from(now).unwrap_or(i64::MAX));
+    metrics.skipped.clear();
+    for skipped in &index.skipped {
+        metrics
+            .skipped
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: skip_reason(skipped).into(),
+            })
+            .inc();
+    }
+    shared.index.store(Arc::new(index));
+}
+
+fn skip_reason(skipped: &Skipped) -> &'static str {
+    match skipped {
+        Skipped::InvalidName { .. } => "invalid_name",
+        Skipped::NotOwner { .. } => "not_owner",
+        Skipped::OutsideZones { .. } => "outside_zones",
+        Skipped::InvalidValue { .. } => "invalid_value",
+        Skipped::CnameBesideOtherData { .. } => "cname_beside_other_data",
+    }
+}
+
+fn gauge(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,169 @@
+//! The zones this server is authoritative for, from its configuration, and the SOA and
+//! NS records synthesized at each apex.
+
+use hickory_proto::rr::rdata::{NS, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+
+use crate::Error;
+
+/// Zone settings as configured (flags / chart values).
+#[derive(Clone, Debug)]
+pub struct ZoneSettings {
+    /// Apex names, e.g. `example.internal.`; several allowed.
+    pub apexes: Vec<String>,
+    /// SOA MNAME (primary server). Default: `ns.<apex>` per zone.
+    pub soa_mname: Option<String>,
+    /// SOA RNAME (the responsible mailbox, `hostmaster.example.com.`). Default:
+    /// `hostmaster.<apex>` per zone.
+    pub soa_rname: Option<String>,
+    /// NS host names at every apex. Default: the SOA MNAME.
+    pub nameservers: Vec<String>,
+    /// SOA MINIMUM, which RFC 2308 makes the TTL of negative answers.
+    pub negative_ttl: u32,
+    /// TTL of the apex SOA and NS records.
+    pub apex_ttl: u32,
+}
+
+impl Default for ZoneSettings {
+    fn default() -> Self {
+        Self {
+            apexes: Vec::new(),
+            soa_mname: None,
+            soa_rname: None,
+            nameservers: Vec::new(),
+            negative_ttl: 30,
+            apex_ttl: 300,
+        }
+    }
+}
+
+/// One served zone with its names parsed.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub apex: LowerName,
+    pub apex_name: Name,
+    pub mname: Name,
+    pub rname: Name,
+    pub nameservers: Vec<Name>,
+    pub negative_ttl: u32,
+    pub apex_ttl: u32,
+}
+
+impl Zone {
+    /// The apex SOA; `serial` changes whenever the served data may have changed.
+    pub fn soa(&self, serial: u32) -> Record {
+        // Refresh/retry/expire only matter to secondaries, which mvdns does not have.
+        let soa = SOA::new(
+            self.mname.clone(),
+            self.rname.clone(),
+            serial,
+            3600,
+            600,
+            86400,
+            self.negative_ttl,
+        );
+        // RFC 2308 section 3: the SOA in a negative answer carries min(TTL, MINIMUM).
+        Record::from_rdata(self.apex_name.clone(), self.negative_ttl.min(self.apex_ttl), RData::SOA(soa))
+    }
+
+    pub fn ns_records(&self) -> Vec<Record> {
+        self.nameservers
+            .iter()
+            .map(|ns| Record::from_rdata(self.apex_name.clone(), self.apex_ttl, RData::NS(NS(ns.clone()))))
+            .collect()
+    }
+}
+
+/// Every configured zone, the most specific first so that nested zones resolve to the
+/// innermost one.
+#[derive(Clone, Debug)]
+pub struct Zones(Vec<Zone>);
+
+impl Zones {
+    pub fn new(settings: &ZoneSettings) -> Result<Self, Error> {
+        if settings.apexes.is_empty() {
+            return Err(Error::Config("at least one zone is required".into()));
+        }
+        let mut zones = Vec::with_capacity(settings.apexes.len());
+        for apex in &settings.apexes {
+            let apex_name = fqdn(apex)?;
+            let mname = match &settings.soa_mname {
+                Some(mname) => fqdn(mname)?,
+                None => fqdn(&format!("ns.{apex_name}"))?,
+            };
+            let rname = match &settings.soa_rname {
+                Some(rname) => fqdn(rname)?,
+                None => fqdn(&format!("hostmaster.{apex_name}"))?,
+            };
+            let nameservers = if settings.nameservers.is_empty() {
+                vec![mname.clone()]
+            } else {
+                settings.nameservers.iter().map(|n| fqdn(n)).collect::<Result<_, _>>()?
+            };
+            zones.push(Zone {
+                apex: LowerName::new(&apex_name),
+                apex_name,
+                mname,
+                rname,
+                nameservers,
+                negative_ttl: settings.negative_ttl,
+                apex_ttl: settings.apex_ttl,
+            });
+        }
+        zones.sort_by_key(|z| std::cmp::Reverse(z.apex.num_labels()));
+        zones.dedup_by(|a, b| a.apex == b.apex);
+        Ok(Self(zones))
+    }
+
+    /// The innermost zone containing `name`, if any.
+    pub fn zone_of(&self, name: &LowerName) -> Option<&Zone> {
+        self.0.iter().find(|zone| zone.apex.zone_of(name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.0.iter()
+    }
+}
+
+/// Parses a configured name as a lower-case FQDN.
+fn fqdn(name: &str) -> Result<Name, Error> {
+    let with_dot = if name.ends_with('.') { name.to_owned() } else { format!("{name}.") };
+    Name::from_ascii(&with_dot)
+        .map(|n| n.to_lowercase())
+        .map_err(|e| Error::Config(format!("{name:?} is not a DNS name: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lower(name: &str) -> LowerName {
+        LowerName::new(&Name::from_ascii(name).expect("name"))
+    }
+
+    #[test]
+    fn innermost_zone_wins_and_names_default_per_zone() {
+        let zones = Zones::new(&ZoneSettings {
+            apexes: vec!["Example.internal".into(), "sub.example.internal.".into()],
+            ..ZoneSettings::default()
+        })
+        .expect("zones");
+        let zone = zones.zone_of(&lower("a.SUB.example.internal.")).expect("in zone");
+        assert_eq!(zone.apex_name.to_string(), "sub.example.internal.");
+        assert_eq!(zone.mname.to_string(), "ns.sub.example.internal.");
+        let outer = zones.zone_of(&lower("b.example.internal.")).expect("in zone");
+        assert_eq!(outer.rname.to_string(), "hostmaster.example.internal.");
+        assert!(zones.zone_of(&lower("example.com.")).is_none());
+        assert!(zones.zone_of(&lower("internal.")).is_none());
+    }
+
+    #[test]
+    fn zones_are_required_and_must_be_names() {
+        assert!(Zones::new(&ZoneSettings::default()).is_err());
+        let bad = ZoneSettings {
+            apexes: vec!["a..b".into()],
+            ..ZoneSettings::default()
+        };
+        assert!(Zones::new(&bad).is_err());
+    }
+}
