@@ -1,12 +1,105 @@
+{{/*
+Names. The fullname is the release name (or fullnameOverride): with release `mvdns` the
+Service is `mvdns`, the ServiceAccounts `mvdns-operator` and `mvdns-dns`, the Lease
+`mvdns-operator`. Helm limits release names to 53 characters, so names with a suffix that
+must be DNS labels (Services) truncate the base.
+*/}}
+{{- define "mvdns.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 53 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "mvdns.operatorServiceAccount" -}}
-{{- default (printf "%s-operator" .Release.Name) .Values.operator.serviceAccount.name -}}
+{{- default (printf "%s-operator" (include "mvdns.fullname" .)) .Values.operator.serviceAccount.name -}}
 {{- end -}}
 {{- define "mvdns.dnsServiceAccount" -}}
-{{- default (printf "%s-dns" .Release.Name) .Values.dns.serviceAccount.name -}}
+{{- default (printf "%s-dns" (include "mvdns.fullname" .)) .Values.dns.serviceAccount.name -}}
 {{- end -}}
+
 {{- define "mvdns.labels" -}}
 app.kubernetes.io/name: mvdns
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "dns") */}}
+{{- define "mvdns.selectorLabels" -}}
+app.kubernetes.io/name: mvdns
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mvdns.componentLabels" -}}
+{{ include "mvdns.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* An image reference: (dict "root" $ "image" .Values.dns.image) */}}
+{{- define "mvdns.image" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
+{{ .image.repository }}:{{ default .root.Chart.AppVersion .image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod security context of both binaries: Pod Security "restricted". */}}
+{{- define "mvdns.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "mvdns.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+RBAC scope: the namespaces that get a Role/RoleBinding when rbac.scope=namespaces, else
+nothing (cluster scope: ClusterRole/ClusterRoleBinding).
+*/}}
+{{- define "mvdns.rbacNamespaces" -}}
+{{- if eq .Values.rbac.scope "namespaces" -}}
+{{- if not .Values.rbac.namespaces -}}
+{{- fail "rbac.scope=namespaces needs at least one entry in rbac.namespaces" -}}
+{{- end -}}
+{{- .Values.rbac.namespaces | uniq | toJson -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{/* The namespace the DNS server watches ("" = all). */}}
+{{- define "mvdns.dnsWatchNamespace" -}}
+{{- if .Values.dns.namespace -}}
+{{- .Values.dns.namespace -}}
+{{- else if and (eq .Values.rbac.scope "namespaces") (eq (len .Values.rbac.namespaces) 1) -}}
+{{- first .Values.rbac.namespaces -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ClusterIP CoreDNS forwards to: coredns.serviceIP, else service.clusterIP, else the
+live Service's (lookup; empty in `helm template`). */}}
+{{- define "mvdns.stubDomainIP" -}}
+{{- if .Values.coredns.serviceIP -}}
+{{- .Values.coredns.serviceIP -}}
+{{- else if and .Values.service.clusterIP (ne .Values.service.clusterIP "None") -}}
+{{- .Values.service.clusterIP -}}
+{{- else -}}
+{{- $svc := lookup "v1" "Service" .Release.Namespace (include "mvdns.fullname" .) -}}
+{{- if $svc -}}{{- $svc.spec.clusterIP -}}{{- end -}}
+{{- end -}}
 {{- end -}}

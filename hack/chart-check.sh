@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Checks the Helm chart and the install artifacts:
+#   hack/chart-check.sh
+# Offline: helm lint (strict) and helm template with default and with every optional part
+# on (charts/mvdns/ci/test-values.yaml); the default render keeps the ServiceAccounts and
+# cluster RBAC the tests use; the schema rejects misspelled keys and wrong types, naming
+# them; the chart's CRD copy matches crds/; the CoreDNS stub block renders; the image
+# assembles (hack/image.sh, from the musl binaries when built, else a static stand-in).
+# With a control plane reachable through KUBECONFIG (hack/testenv.sh up; this script never
+# starts one): helm install --dry-run=server and kubectl apply --dry-run=server in a fresh
+# namespace, then Pod Security "restricted" enforced on it and the pods of both Deployments
+# and of the helm test created with --dry-run=server (a non-compliant control pod must be
+# rejected). The namespaces are deleted at the end.
+LOG_TAG=chart-check
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN_DIR=$("$ROOT/hack/k8s-build.sh")
+export PATH="$BIN_DIR:$PATH"
+CHART="$ROOT/charts/mvdns"
+CI_VALUES="$CHART/ci/test-values.yaml"
+WORK=$(mktemp -d)
+namespaces=()
+cleanup() {
+  local ns
+  for ns in "${namespaces[@]}"; do kubectl delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# expect FILE PATTERN WHAT: the rendered FILE must contain a line matching PATTERN.
+expect() { grep -Eq -- "$2" "$1" || die "$3: no line matching '$2' in $(basename "$1")"; }
+count() { grep -Ec -- "$2" "$1" || true; }
+
+log "1. helm lint --strict (default values, ci/test-values.yaml)"
+helm lint --strict "$CHART" >"$WORK/lint.log" 2>&1 || { cat "$WORK/lint.log" >&2; die "helm lint failed (default values)"; }
+helm lint --strict "$CHART" -f "$CI_VALUES" >"$WORK/lint.log" 2>&1 || { cat "$WORK/lint.log" >&2; die "helm lint failed (test values)"; }
+
+log "2. helm template, default values (release mvdns in mvdns-system)"
+helm template mvdns "$CHART" --namespace mvdns-system >"$WORK/default.yaml" || die "helm template failed (default values)"
+d="$WORK/default.yaml"
+[ "$(count "$d" '^kind: ServiceAccount$')" = 2 ] || die "default render: want 2 ServiceAccounts"
+expect "$d" '^  name: mvdns-operator$' "default render: ServiceAccount/ClusterRole mvdns-operator"
+expect "$d" '^  name: mvdns-dns$' "default render: ServiceAccount/ClusterRole mvdns-dns"
+[ "$(count "$d" '^kind: ClusterRole$')" = 2 ] || die "default render: want 2 ClusterRoles"
+[ "$(count "$d" '^kind: ClusterRoleBinding$')" = 2 ] || die "default render: want 2 ClusterRoleBindings"
+expect "$d" '^  name: mvdns-operator-leader-election$' "default render: leader-election Role"
+[ "$(count "$d" '^kind: Deployment$')" = 2 ] || die "default render: want 2 Deployments"
+expect "$d" '^kind: PodDisruptionBudget$' "default render: PDB"
+expect "$d" '^  name: mvdns$' "default render: Service mvdns"
+expect "$d" '\{name: dns, port: 53, targetPort: dns, protocol: UDP\}' "default render: Service UDP 53"
+expect "$d" '\{name: dns-tcp, port: 53, targetPort: dns-tcp, protocol: TCP\}' "default render: Service TCP 53"
+expect "$d" '\{name: dns, containerPort: 5353, protocol: UDP\}' "default render: DNS container port"
+expect "$d" '^        - --lease-namespace=mvdns-system$' "default render: lease in the release namespace"
+expect "$d" 'fieldPath: metadata.name' "default render: POD_NAME from the downward API"
+expect "$d" 'preferredDuringSchedulingIgnoredDuringExecution' "default render: pod anti-affinity"
+for key in 'runAsNonRoot: true' 'runAsUser: 65532' 'readOnlyRootFilesystem: true' \
+    'allowPrivilegeEscalation: false' 'drop: \[ALL\]' 'type: RuntimeDefault' 'path: /livez' 'path: /readyz'; do
+  [ "$(count "$d" "$key")" -ge 2 ] || die "default render: '$key' missing from a Deployment"
+done
+for kind in ServiceMonitor NetworkPolicy ConfigMap; do
+  ! grep -q "^kind: $kind\$" "$d" || die "default render: $kind must be off by default"
+done
+# Tests render the chart with release = namespace: the names they rely on.
+helm template shop "$CHART" --namespace shop >"$WORK/shop.yaml" || die "helm template failed (release shop)"
+expect "$WORK/shop.yaml" '^- \{kind: ServiceAccount, name: shop-operator, namespace: shop\}$' "release shop: operator binding"
+expect "$WORK/shop.yaml" '^- \{kind: ServiceAccount, name: shop-dns, namespace: shop\}$' "release shop: dns binding"
+
+log "3. helm template, ci/test-values.yaml (every optional part on)"
+helm template mvdns-ci "$CHART" --namespace mvdns-ci -f "$CI_VALUES" >"$WORK/ci.yaml" || die "helm template failed (test values)"
+c="$WORK/ci.yaml"
+[ "$(count "$c" '^kind: ServiceMonitor$')" = 2 ] || die "test render: want 2 ServiceMonitors"
+[ "$(count "$c" '^kind: NetworkPolicy$')" = 2 ] || die "test render: want 2 NetworkPolicies"
+[ "$(count "$c" '^kind: ClusterRole')" = 0 ] || die "test render: rbac.scope=namespaces must not render cluster RBAC"
+[ "$(count "$c" '^  namespace: mvdns-ci-apps$')" = 4 ] || die "test render: want Role+RoleBinding per binary in mvdns-ci-apps"
+expect "$c" 'topologySpreadConstraints:' "test render: topology spread"
+expect "$c" 'requiredDuringSchedulingIgnoredDuringExecution' "test render: required anti-affinity"
+expect "$c" '^        - --namespace=mvdns-ci-apps$' "test render: DNS watches the one RBAC namespace"
+expect "$c" 'value: "example.internal.,svc.example.org."' "test render: zones"
+expect "$c" '^  clusterIP: 10.96.200.53$' "test render: Service pinned to coredns.serviceIP"
+# The CoreDNS stub block, exactly as CoreDNS reads it.
+helm template mvdns-ci "$CHART" --namespace mvdns-ci -f "$CI_VALUES" -s templates/coredns-stub.yaml >"$WORK/stub.yaml"
+expect "$WORK/stub.yaml" '^    example.internal:53 \{$' "stub domain: server block"
+expect "$WORK/stub.yaml" '^        forward \. 10\.96\.200\.53$' "stub domain: forward to the Service IP"
+expect "$WORK/stub.yaml" '^    svc.example.org:53 \{$' "stub domain: second zone"
+if helm template x "$CHART" --set coredns.stubDomain.enabled=true >/dev/null 2>"$WORK/err"; then
+  die "stub domain without a known Service IP must fail"
+fi
+grep -q 'coredns.serviceIP' "$WORK/err" || die "stub-domain failure does not say to set coredns.serviceIP"
+helm template mvdns-ci "$CHART" --namespace mvdns-ci -f "$CI_VALUES" -s templates/tests/test-resolve.yaml >"$WORK/test-pod.yaml"
+expect "$WORK/test-pod.yaml" 'helm.sh/hook: test' "helm test pod"
+expect "$WORK/test-pod.yaml" 'check "web.example.internal." A \+tcp' "helm test pod: sample name over TCP"
+
+log "4. the schema rejects typos and wrong types, naming the key"
+reject() { # WHAT KEY YAML
+  printf '%s\n' "$3" >"$WORK/bad.yaml"
+  if helm template x "$CHART" -f "$WORK/bad.yaml" >/dev/null 2>"$WORK/err"; then
+    die "schema accepted $1: $3"
+  fi
+  grep -q -- "$2" "$WORK/err" || { cat "$WORK/err" >&2; die "schema error for $1 does not name '$2'"; }
+  log "   rejected $1: $(grep -m1 -- "$2" "$WORK/err" | sed 's/^ *//')"
+}
+reject "a misspelled key" replicaz 'dns: {replicaz: 3}'
+reject "a misspelled top-level key" serviceMonitr 'serviceMonitr: {enabled: true}'
+reject "a misspelled nested key" maxSkeww 'dns: {topologySpread: {maxSkeww: 2}}'
+reject "a misspelled resource name" memroy 'operator: {resources: {limits: {memroy: 1Gi}}}'
+reject "a wrong type" '/dns/replicas' 'dns: {replicas: two}'
+reject "an unknown log format" '/logFormat' 'logFormat: xml'
+reject "an unknown RBAC scope" '/rbac/scope' 'rbac: {scope: namespace}'
+
+log "5. the chart's CRD is the generated one"
+cmp -s "$ROOT/crds/mvdns.io_multivaluerecordsets.yaml" "$CHART/crds/mvdns.io_multivaluerecordsets.yaml" \
+  || die "charts/mvdns/crds/ is stale: cp crds/mvdns.io_multivaluerecordsets.yaml charts/mvdns/crds/ (crdgen should write both)"
+
+log "6. the image assembles without a container engine (hack/image.sh)"
+musl="$ROOT/target/x86_64-unknown-linux-musl/release"
+for name in mvdns-operator mvdns-server; do
+  bin="$musl/$name"
+  if [ ! -x "$bin" ]; then
+    # A static stand-in: the image's structure, user and entrypoint do not depend on it.
+    bin="$WORK/stand-in/$name"
+    if [ ! -x "$bin" ]; then
+      mkdir -p "$WORK/stand-in"
+      printf 'package main\nfunc main() { println("stand-in") }\n' >"$WORK/stand-in/main.go"
+      printf 'module standin\ngo 1.22\n' >"$WORK/stand-in/go.mod"
+      (cd "$WORK/stand-in" && go build -trimpath -ldflags "-s -w" -o "$bin" .) || die "cannot build the stand-in binary"
+    fi
+    log "   $musl/$name not built: using a static Go stand-in"
+  fi
+  "$ROOT/hack/image.sh" "$bin" "$name" "$WORK/image-$name" 2>"$WORK/image.log" || { cat "$WORK/image.log" >&2; die "hack/image.sh $name failed"; }
+  grep -E '^ok:|crane' "$WORK/image.log" | sed 's/files=.*//' | while read -r line; do log "   $name: $line"; done
+done
+
+# The control plane part.
+if [ -z "${KUBECONFIG:-}" ] && [ -f "$ROOT/target/testenv/admin.kubeconfig" ]; then
+  export KUBECONFIG="$ROOT/target/testenv/admin.kubeconfig"
+fi
+if ! kubectl get --raw /readyz >/dev/null 2>&1; then
+  log "no control plane reachable through KUBECONFIG=${KUBECONFIG:-}: skipped the server-side checks"
+  log "offline checks passed"
+  exit 0
+fi
+log "7. server-side validation on $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+NS="mvdns-chart-check-$$"
+APPS="$NS-apps"
+namespaces=("$NS" "$APPS")
+kubectl create namespace "$NS" >/dev/null
+kubectl create namespace "$APPS" >/dev/null
+# Pods (the helm test pod) need the namespace's default ServiceAccount, made by a controller.
+for _ in $(seq 60); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.5; done
+kubectl -n "$NS" get serviceaccount default >/dev/null || die "no default ServiceAccount in $NS after 30s"
+# Without the Prometheus Operator's CRD the API server cannot validate a ServiceMonitor.
+sm=()
+if ! kubectl api-resources --api-group=monitoring.coreos.com -o name 2>/dev/null | grep -q '^servicemonitors'; then
+  sm=(--set serviceMonitor.enabled=false)
+  log "   (no monitoring.coreos.com CRD on this cluster: ServiceMonitor left out of the server-side checks)"
+fi
+# Release = namespace, so cluster-scoped names do not collide with anything else; the ci
+# values' Service IP is swapped for a free one from this cluster's service CIDR.
+ci_set=(--set "rbac.namespaces={$APPS}" --set "fullnameOverride=$NS" "${sm[@]}")
+cidr=$(kubectl get servicecidrs kubernetes -o jsonpath='{.spec.cidrs[0]}' 2>/dev/null || true)
+if [ -n "$cidr" ]; then
+  ip=$(python3 - "$cidr" "$(kubectl get svc -A -o jsonpath='{.items[*].spec.clusterIP}')" <<'PY'
+import ipaddress, random, sys
+net, used = ipaddress.ip_network(sys.argv[1]), set(sys.argv[2].split())
+for _ in range(1000):  # the upper half: the allocator prefers the lower one for dynamic IPs
+    ip = str(net.network_address + random.randrange(net.num_addresses // 2, net.num_addresses - 1))
+    if ip not in used:
+        print(ip); break
+PY
+)
+  ci_set+=(--set "coredns.serviceIP=$ip")
+fi
+
+log "   helm install --dry-run=server (default values)"
+helm install "$NS" "$CHART" --namespace "$NS" --dry-run=server >"$WORK/dry-default.log" 2>&1 \
+  || { cat "$WORK/dry-default.log" >&2; die "helm install --dry-run=server failed (default values)"; }
+log "   helm install --dry-run=server (test values)"
+helm install "$NS" "$CHART" --namespace "$NS" -f "$CI_VALUES" "${ci_set[@]}" --dry-run=server >"$WORK/dry-ci.log" 2>&1 \
+  || { cat "$WORK/dry-ci.log" >&2; die "helm install --dry-run=server failed (test values)"; }
+
+log "   kubectl apply --dry-run=server of the rendered objects"
+helm template "$NS" "$CHART" --namespace "$NS" >"$WORK/srv-default.yaml"
+helm template "$NS" "$CHART" --namespace "$NS" -f "$CI_VALUES" "${ci_set[@]}" >"$WORK/srv-ci.yaml"
+for f in srv-default srv-ci; do
+  kubectl apply --dry-run=server -f "$WORK/$f.yaml" >"$WORK/$f.log" 2>&1 \
+    || { cat "$WORK/$f.log" >&2; die "kubectl apply --dry-run=server failed ($f)"; }
+  log "   $f: $(grep -c 'server dry run' "$WORK/$f.log") objects accepted"
+done
+
+log "   Pod Security: enforce=restricted on $NS"
+# The pods below are only dry-run created, but admission looks up their ServiceAccounts.
+kubectl -n "$NS" create serviceaccount "$NS-operator" >/dev/null
+kubectl -n "$NS" create serviceaccount "$NS-dns" >/dev/null
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted \
+  pod-security.kubernetes.io/enforce-version=latest pod-security.kubernetes.io/warn=restricted >/dev/null
+# Control: a pod that violates "restricted" is rejected, so enforcement is really on.
+if kubectl -n "$NS" run psa-control --image=registry.invalid/x --restart=Never --dry-run=server >/dev/null 2>"$WORK/psa-control.log"; then
+  die "a non-compliant pod was admitted: Pod Security admission is not enforcing in $NS"
+fi
+grep -q 'violates PodSecurity "restricted' "$WORK/psa-control.log" || { cat "$WORK/psa-control.log" >&2; die "control pod rejected for another reason"; }
+for f in srv-default srv-ci; do
+  vals=(--set "fullnameOverride=$NS")
+  [ "$f" = srv-default ] || vals=(-f "$CI_VALUES" "${ci_set[@]}")
+  # Deployments: admission checks their templates against warn=restricted; any warning fails.
+  helm template "$NS" "$CHART" --namespace "$NS" -s templates/deployment-operator.yaml -s templates/deployment-dns.yaml \
+    "${vals[@]}" >"$WORK/$f-deploy.yaml"
+  kubectl apply --dry-run=server -f "$WORK/$f-deploy.yaml" >"$WORK/$f-deploy.log" 2>&1 \
+    || { cat "$WORK/$f-deploy.log" >&2; die "Deployments rejected in a restricted namespace ($f)"; }
+  ! grep -qi 'violate' "$WORK/$f-deploy.log" || { cat "$WORK/$f-deploy.log" >&2; die "Deployments would violate restricted ($f)"; }
+  # Their pods, and the helm test pod, under enforce=restricted.
+  kubectl apply --dry-run=server -o json -f "$WORK/$f-deploy.yaml" >"$WORK/$f-deploy.json"
+  python3 - "$WORK/$f-deploy.json" "$NS" >"$WORK/$f-pods.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+items = doc["items"] if doc.get("kind") == "List" else [doc]
+pods = [{"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": d["metadata"]["name"] + "-psa", "namespace": sys.argv[2],
+                      "labels": d["spec"]["template"]["metadata"].get("labels", {})},
+         "spec": d["spec"]["template"]["spec"]} for d in items if d["kind"] == "Deployment"]
+assert len(pods) == 2, len(pods)
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
+PY
+  kubectl create --dry-run=server -f "$WORK/$f-pods.json" >"$WORK/$f-pods.log" 2>&1 \
+    || { cat "$WORK/$f-pods.log" >&2; die "the Deployments' pods are rejected by Pod Security restricted ($f)"; }
+  helm template "$NS" "$CHART" --namespace "$NS" -s templates/tests/test-resolve.yaml \
+    "${vals[@]}" >"$WORK/$f-test.yaml"
+  kubectl create --dry-run=server -f "$WORK/$f-test.yaml" >"$WORK/$f-test.log" 2>&1 \
+    || { cat "$WORK/$f-test.log" >&2; die "the helm test pod is rejected by Pod Security restricted ($f)"; }
+  log "   $f: Deployments, their pods and the test pod admitted under restricted"
+done
+log "all checks passed"
