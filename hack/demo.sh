@@ -23,7 +23,10 @@ log "installing the CRD (kubectl apply -f crds/) and the chart's ServiceAccounts
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 kubectl wait --for=condition=Established crd/multivaluerecordsets.mvdns.io --timeout=30s >/dev/null
 for ns in "$NS" "$SYSTEM"; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; done
-helm template mvdns "$ROOT/charts/mvdns" --namespace "$SYSTEM" | kubectl apply -f - >/dev/null
+# Only the ServiceAccounts and RBAC: the binaries run here as processes, with those
+# accounts' tokens (the chart's Deployments need a real node to run containers).
+helm template mvdns "$ROOT/charts/mvdns" --namespace "$SYSTEM" \
+  --show-only templates/rbac-operator.yaml --show-only templates/rbac-dns.yaml | kubectl apply -f - >/dev/null
 
 # sa_kubeconfig SA: a kubeconfig with a real token of the chart's ServiceAccount SA.
 sa_kubeconfig() {

@@ -140,6 +140,46 @@ EOF
   done
 }
 
+# start_apiserver: the kube-apiserver with the flags every start (up, apiserver-start) uses.
+start_apiserver() {
+  log "starting kube-apiserver on https://127.0.0.1:$API_PORT (RBAC on)"
+  # Why the flags: --advertise-address avoids needing a default route; Node,RBAC makes
+  # permissions real; the endpoint reconciler would publish a loopback endpoint; the
+  # inflight and priority-and-fairness limits are lifted for thousands of KWOK pods.
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --tls-cert-file="$D/pki/apiserver.crt" --tls-private-key-file="$D/pki/apiserver.key" \
+    --client-ca-file="$D/pki/ca.crt" --cert-dir="$D/pki" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$D/pki/sa.pub" --service-account-signing-key-file="$D/pki/sa.key" \
+    --token-auth-file="$D/tokens.csv" \
+    --authorization-mode=Node,RBAC \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --allow-privileged=true --endpoint-reconciler-type=none \
+    --max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false
+}
+
+# Fault injection for tests (API server outages): stop and start the kube-apiserver
+# alone; etcd and everything else keep running.
+# The stop is a crash (SIGKILL): connections drop at once, as when a node dies.
+apiserver_stop() {
+  alive kube-apiserver || die "kube-apiserver is not running"
+  local pid tries=40
+  pid=$(cat "$D/kube-apiserver.pid")
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null && [ $tries -gt 0 ]; do sleep 0.25; tries=$((tries - 1)); done
+  rm -f "$D/kube-apiserver.pid"
+  log "kube-apiserver stopped"
+}
+
+apiserver_start() {
+  alive kube-apiserver && { log "kube-apiserver already running"; return; }
+  BIN=$(cat "$D/bin-dir")
+  start_apiserver
+  wait_for "kube-apiserver" 90 kubectl_admin get --raw=/readyz
+}
+
 up() {
   local t0; t0=$(date +%s)
   BIN=$("$ROOT/hack/k8s-build.sh")
@@ -160,22 +200,7 @@ up() {
     --initial-cluster="testenv=http://127.0.0.1:$((ETCD_PORT + 1))" --listen-metrics-urls="http://127.0.0.1:$((ETCD_PORT + 2))" \
     --unsafe-no-fsync=true --log-level=warn --quota-backend-bytes=4294967296
 
-  log "starting kube-apiserver on https://127.0.0.1:$API_PORT (RBAC on)"
-  # Why the flags: --advertise-address avoids needing a default route; Node,RBAC makes
-  # permissions real; the endpoint reconciler would publish a loopback endpoint; the
-  # inflight and priority-and-fairness limits are lifted for thousands of KWOK pods.
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-    --tls-cert-file="$D/pki/apiserver.crt" --tls-private-key-file="$D/pki/apiserver.key" \
-    --client-ca-file="$D/pki/ca.crt" --cert-dir="$D/pki" \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$D/pki/sa.pub" --service-account-signing-key-file="$D/pki/sa.key" \
-    --token-auth-file="$D/tokens.csv" \
-    --authorization-mode=Node,RBAC \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --allow-privileged=true --endpoint-reconciler-type=none \
-    --max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false
+  start_apiserver
   wait_for "etcd" 30 alive etcd
   wait_for "kube-apiserver" 90 kubectl_admin get --raw=/readyz
 
@@ -245,5 +270,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) env_lines ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  apiserver-stop) apiserver_stop ;;
+  apiserver-start) apiserver_start ;;
+  *) echo "usage: $0 up|down|status|env|apiserver-stop|apiserver-start" >&2; exit 2 ;;
 esac

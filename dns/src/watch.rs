@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Api, Client};
@@ -57,7 +58,7 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
 
     let mut events = std::pin::pin!(
         watch_stream(api, watcher::Config::default().any_semantic())
-            .default_backoff()
+            .backoff(ReconnectBackoff { next: ReconnectBackoff::FIRST })
             .reflect(writer)
     );
     loop {
@@ -77,6 +78,36 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
         }
     }
     let _ = rebuild.await;
+}
+
+/// Retries after a failed watch: from 200 ms doubling up to 4 s, each with up to 50%
+/// random jitter so that replicas do not reconnect in step. kube's default goes up to
+/// 30 s, which after an API server outage would delay fresh answers by as much; one
+/// watch per replica is cheap enough to retry sooner.
+#[derive(Debug)]
+struct ReconnectBackoff {
+    next: Duration,
+}
+
+impl ReconnectBackoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(4);
+}
+
+impl Iterator for ReconnectBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay.mul_f64(1.0 + rand::random::<f64>() * 0.5))
+    }
+}
+
+impl Backoff for ReconnectBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// Rebuilds the index after changes, at most once per `debounce`, and only once the

@@ -5,9 +5,9 @@
 //! hickory-proto is the codec of record: requests are decoded and responses encoded with
 //! its `Message`, so names, compression and EDNS follow one well-tested implementation.
 
-use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode, emit_message_parts};
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use rand::Rng;
 
 use crate::answer::answer;
@@ -107,57 +107,48 @@ pub fn size_limit(transport: Transport, client_payload: Option<u16>) -> usize {
     }
 }
 
-/// Encodes `response` within the transport's size limit. When the answer or authority
-/// does not fit, the response goes out truncated with TC set, and the client retries
-/// over TCP; when only additional records (SRV glue) do not fit, they are left out
-/// without TC (RFC 2181 section 9: glue is optional).
+/// Encodes `response` within the transport's size limit. Additional records (SRV glue)
+/// are optional and go first, without TC (RFC 2181 section 9); when the answer itself
+/// does not fit, the response carries as many records as fit, with TC set, and the
+/// client retries over TCP.
+///
+/// The limit is checked on the finished bytes rather than with hickory's size-limited
+/// encoder: that one writes each name in full before replacing it with a compression
+/// pointer, so it gives up on long names that would fit once compressed.
 fn finish(mut response: Message, limit: usize, query_type: Option<RecordType>) -> Response {
     let rcode = response.metadata.response_code;
-    let (bytes, header) = match encode(&response, limit) {
-        Some((bytes, header)) if header.metadata.truncation && complete_without_additionals(&response, &header) => {
-            response.additionals.clear();
-            encode(&response, limit).unwrap_or((bytes, header))
-        }
-        Some(encoded) => encoded,
-        // Not even the question fits (only a hostile EDNS size could do that): TC alone.
-        None => {
-            let mut bare = response.truncate();
-            bare.edns = response.edns.clone();
-            match encode(&bare, limit) {
-                Some(encoded) => encoded,
-                None => return error_response(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail),
-            }
-        }
-    };
-    Response {
-        truncated: header.metadata.truncation,
+    let done = |bytes: Vec<u8>, truncated: bool| Response {
         bytes,
         query_type,
         rcode,
+        truncated,
+    };
+    let Some(bytes) = encode(&response) else {
+        return error_response(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail);
+    };
+    if bytes.len() <= limit {
+        return done(bytes, false);
     }
+    response.additionals.clear();
+    response.metadata.truncation = false;
+    if let Some(bytes) = encode(&response).filter(|b| b.len() <= limit) {
+        return done(bytes, false);
+    }
+    response.metadata.truncation = true;
+    while response.answers.pop().is_some() || response.authorities.pop().is_some() {
+        if let Some(bytes) = encode(&response).filter(|b| b.len() <= limit) {
+            return done(bytes, true);
+        }
+    }
+    // Not even the question fits: only a hostile request gets here; answer it bare.
+    error_response(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail)
 }
 
-fn complete_without_additionals(response: &Message, header: &Header) -> bool {
-    usize::from(header.counts.answers) == response.answers.len()
-        && usize::from(header.counts.authorities) == response.authorities.len()
-}
-
-fn encode(message: &Message, limit: usize) -> Option<(Vec<u8>, Header)> {
+fn encode(message: &Message) -> Option<Vec<u8>> {
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
-    encoder.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
-    let header = emit_message_parts(
-        &message.metadata,
-        &mut message.queries.iter(),
-        &mut message.answers.iter(),
-        &mut message.authorities.iter(),
-        &mut message.additionals.iter(),
-        message.edns.as_ref(),
-        None,
-        &mut encoder,
-    )
-    .ok()?;
-    Some((bytes, header))
+    message.emit(&mut encoder).ok()?;
+    Some(bytes)
 }
 
 /// FORMERR (or another error) for a request whose body did not decode: the header
@@ -165,11 +156,132 @@ fn encode(message: &Message, limit: usize) -> Option<(Vec<u8>, Header)> {
 fn error_response(id: u16, op_code: OpCode, rcode: ResponseCode) -> Response {
     let mut message = Message::response(id, op_code);
     message.metadata.response_code = rcode;
-    let bytes = encode(&message, 512).map(|(bytes, _)| bytes).unwrap_or_default();
+    let bytes = encode(&message).unwrap_or_default();
     Response {
         bytes,
         query_type: None,
         rcode,
         truncated: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use serde_json::json;
+
+    use super::*;
+    use crate::index::build_index;
+    use crate::zone::ZoneSettings;
+
+    fn zones() -> Zones {
+        Zones::new(&ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            ..ZoneSettings::default()
+        })
+        .expect("zones")
+    }
+
+    fn index(name: &str, record_type: &str, values: &[String]) -> Index {
+        let statuses: Vec<_> = values
+            .iter()
+            .map(|v| json!({"value": v, "healthy": true, "source": v}))
+            .collect();
+        let specs: Vec<_> = values.iter().map(|v| json!({"value": v})).collect();
+        let rs: mvdns_api::MultiValueRecordSet = serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1",
+            "kind": "MultiValueRecordSet",
+            "metadata": {"name": "x", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"name": name, "type": record_type, "values": specs},
+            "status": {"values": statuses},
+        }))
+        .expect("record set");
+        build_index(&[&rs], &zones(), 1)
+    }
+
+    fn query(name: &str, record_type: RecordType, edns: Option<u16>) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 77;
+        message.add_query(Query::query(Name::from_ascii(name).expect("name"), record_type));
+        if let Some(size) = edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(size);
+            message.set_edns(opt);
+        }
+        message.to_vec().expect("encode")
+    }
+
+    fn ask(index: &Index, packet: &[u8], transport: Transport) -> Option<Response> {
+        let zones = zones();
+        let served = Served {
+            index,
+            zones: &zones,
+            synced: true,
+        };
+        respond(packet, transport, served, &mut StdRng::seed_from_u64(3))
+    }
+
+    #[test]
+    fn garbage_gets_formerr_and_responses_are_dropped() {
+        let index = Index::default();
+        assert!(ask(&index, &[1, 2, 3], Transport::Udp).is_none(), "no room for an ID");
+        let mut garbage = vec![0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+        garbage.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01]); // a name pointing at itself
+        let formerr = ask(&index, &garbage, Transport::Udp).expect("answered");
+        let decoded = Message::from_vec(&formerr.bytes).expect("decodes");
+        assert_eq!((decoded.metadata.id, decoded.metadata.response_code), (0xabcd, ResponseCode::FormErr));
+        let mut response = query("a.example.internal.", RecordType::A, None);
+        response[2] |= 0x80; // QR: a response
+        assert!(ask(&index, &response, Transport::Udp).is_none());
+    }
+
+    #[test]
+    fn compressed_answers_fit_and_big_ones_truncate_on_udp_only() {
+        let long = format!("{}.{}.long.example.internal.", "a".repeat(63), "b".repeat(63));
+        let addresses: Vec<String> = (1..=8).map(|i| format!("2001:db8::{i}")).collect();
+        let index = index(&long, "AAAA", &addresses);
+        let response = ask(&index, &query(&long, RecordType::AAAA, None), Transport::Udp).expect("answered");
+        let decoded = Message::from_vec(&response.bytes).expect("decodes");
+        assert!(!response.truncated, "{} bytes", response.bytes.len());
+        assert_eq!(decoded.answers.len(), 8);
+        assert!(response.bytes.len() <= 512);
+
+        let texts: Vec<String> = (0..8).map(|i| format!("{i}{}", "x".repeat(199))).collect();
+        let index = self::index("text.example.internal.", "TXT", &texts);
+        for (edns, limit) in [(None, 512), (Some(4096), 1232), (Some(100), 512)] {
+            let packet = query("text.example.internal.", RecordType::TXT, edns);
+            let response = ask(&index, &packet, Transport::Udp).expect("answered");
+            assert!(response.truncated && response.bytes.len() <= limit, "{edns:?}: {}", response.bytes.len());
+            let decoded = Message::from_vec(&response.bytes).expect("decodes");
+            assert_eq!(decoded.edns.is_some(), edns.is_some(), "OPT echoed when asked");
+        }
+        let tcp = ask(&index, &query("text.example.internal.", RecordType::TXT, None), Transport::Tcp).expect("answered");
+        assert!(!tcp.truncated);
+        assert_eq!(Message::from_vec(&tcp.bytes).expect("decodes").answers.len(), 8);
+    }
+
+    #[test]
+    fn only_plain_queries_with_one_question_are_answered() {
+        let index = Index::default();
+        let mut notify = query("example.internal.", RecordType::SOA, None);
+        notify[2] = (notify[2] & !0x78) | (4 << 3); // opcode NOTIFY
+        let response = ask(&index, &notify, Transport::Udp).expect("answered");
+        assert_eq!(response.rcode, ResponseCode::NotImp);
+        let mut two = Message::query();
+        two.add_query(Query::query(Name::from_ascii("a.example.internal.").expect("name"), RecordType::A));
+        two.add_query(Query::query(Name::from_ascii("b.example.internal.").expect("name"), RecordType::A));
+        let response = ask(&index, &two.to_vec().expect("encode"), Transport::Udp).expect("answered");
+        assert_eq!(response.rcode, ResponseCode::FormErr);
+        let unsynced = Served {
+            index: &index,
+            zones: &zones(),
+            synced: false,
+        };
+        let packet = query("a.example.internal.", RecordType::A, None);
+        let response = respond(&packet, Transport::Udp, unsynced, &mut StdRng::seed_from_u64(1)).expect("answered");
+        assert_eq!(response.rcode, ResponseCode::ServFail, "never NXDOMAIN before the first sync");
     }
 }

@@ -16,6 +16,10 @@ pub use record_set::{
 /// Path of the generated CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/mvdns.io_multivaluerecordsets.yaml";
 
+/// The same CRD inside the Helm chart (`helm install` applies a chart's `crds/`; Helm
+/// does not follow symlinks out of the chart, so it is a copy written by `crdgen`).
+pub const CHART_CRD_FILE: &str = "charts/mvdns/crds/mvdns.io_multivaluerecordsets.yaml";
+
 /// The CRD as YAML, exactly as `crdgen` writes it to [`CRD_FILE`].
 pub fn crd_yaml() -> String {
     let crd = MultiValueRecordSet::crd();

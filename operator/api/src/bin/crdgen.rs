@@ -1,4 +1,5 @@
-//! Writes the MultiValueRecordSet CRD to `crds/` (or to stdout with `-`).
+//! Writes the MultiValueRecordSet CRD to `crds/` and the chart's `crds/` (or to stdout
+//! with `-`).
 //! `cargo test` fails when the committed file differs from what the types generate.
 
 use std::path::Path;
@@ -9,9 +10,10 @@ fn main() -> std::io::Result<()> {
         Some("-") => print!("{yaml}"),
         _ => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let path = root.join(mvdns_api::CRD_FILE);
-            std::fs::write(&path, yaml)?;
-            eprintln!("wrote {}", mvdns_api::CRD_FILE);
+            for file in [mvdns_api::CRD_FILE, mvdns_api::CHART_CRD_FILE] {
+                std::fs::write(root.join(file), &yaml)?;
+                eprintln!("wrote {file}");
+            }
         }
     }
     Ok(())

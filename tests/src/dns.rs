@@ -1,0 +1,180 @@
+//! Running the DNS server in a test under the chart's DNS ServiceAccount, and two real
+//! DNS clients to ask it: a small one on hickory-proto over UDP and TCP sockets (for
+//! thousands of queries and exact packets), and `dig` (BIND's client) as an independent
+//! implementation.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use mvdns_server::Shared;
+use mvdns_server::server::{self, ServerConfig};
+use mvdns_server::watch::{self, WatchConfig};
+use mvdns_server::zone::{ZoneSettings, Zones};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::{TestEnv, chart_service_account, client_from_kubeconfig, service_account_kubeconfig};
+
+/// A DNS server running in this test's runtime under the chart's DNS ServiceAccount,
+/// on 127.0.0.1 with a port picked by the kernel.
+#[derive(Debug)]
+pub struct RunningDns {
+    pub address: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningDns {
+    pub async fn start(env: &TestEnv, namespace: &str, zones: &[&str]) -> Result<Self> {
+        let account = chart_service_account(namespace, "dns");
+        let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
+        let zones = Zones::new(&ZoneSettings {
+            apexes: zones.iter().map(|z| (*z).to_owned()).collect(),
+            ..ZoneSettings::default()
+        })?;
+        let shared = Shared::new(zones);
+        let config = ServerConfig {
+            listen: (Ipv4Addr::LOCALHOST, 0).into(),
+            udp_workers: 2,
+            max_tcp_connections: 64,
+            tcp_idle_timeout: Duration::from_secs(5),
+        };
+        let sockets = server::bind(&config)?;
+        let address = sockets.address;
+        let shutdown = CancellationToken::new();
+        let watch_config = WatchConfig {
+            namespace: None,
+            debounce: Duration::from_millis(20),
+        };
+        let tasks = vec![
+            tokio::spawn(server::serve(sockets, config, shared.clone(), shutdown.clone())),
+            tokio::spawn(watch::run(client, watch_config, shared.clone(), shutdown.clone())),
+        ];
+        Ok(Self {
+            address,
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Waits (at most 30 s) for the first full sync: before it, the server is not ready.
+    pub async fn wait_synced(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.shared.synced.load(Ordering::Acquire) {
+            if Instant::now() > deadline {
+                bail!("the DNS server did not sync within 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// A query as sent: the name as written (case kept), with or without EDNS.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub name: String,
+    pub record_type: RecordType,
+    /// `Some(size)` adds an OPT record advertising `size`; `None` sends plain DNS.
+    pub edns_payload: Option<u16>,
+}
+
+impl Ask {
+    pub fn new(name: &str, record_type: RecordType) -> Self {
+        Self {
+            name: name.into(),
+            record_type,
+            edns_payload: Some(1232),
+        }
+    }
+
+    pub fn without_edns(mut self) -> Self {
+        self.edns_payload = None;
+        self
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut message = Message::query();
+        message.metadata.id = rand::random();
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(&self.name)?, self.record_type));
+        if let Some(size) = self.edns_payload {
+            let mut edns = Edns::new();
+            edns.set_max_payload(size);
+            message.set_edns(edns);
+        }
+        Ok(message.to_vec()?)
+    }
+}
+
+/// One query over UDP (2 s timeout, no retry: loopback does not lose packets).
+pub async fn udp(server: SocketAddr, ask: &Ask) -> Result<Message> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let request = ask.encode()?;
+    socket.send_to(&request, server).await?;
+    let mut buffer = vec![0u8; 65535];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .context("no UDP answer within 2s")??;
+    check_id(&request, Message::from_vec(&buffer[..len])?)
+}
+
+/// One query over a fresh TCP connection (2-byte length framing, RFC 7766).
+pub async fn tcp(server: SocketAddr, ask: &Ask) -> Result<Message> {
+    let request = ask.encode()?;
+    let exchange = async {
+        let mut stream = TcpStream::connect(server).await?;
+        stream.write_u16(u16::try_from(request.len())?).await?;
+        stream.write_all(&request).await?;
+        let len = stream.read_u16().await?;
+        let mut buffer = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut buffer).await?;
+        anyhow::Ok(Message::from_vec(&buffer)?)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .context("no TCP answer within 2s")??;
+    check_id(&request, response)
+}
+
+fn check_id(request: &[u8], response: Message) -> Result<Message> {
+    let id = u16::from_be_bytes([request[0], request[1]]);
+    if response.metadata.id != id {
+        bail!("answer ID {} does not match query ID {id}", response.metadata.id);
+    }
+    Ok(response)
+}
+
+/// The data of the answer records as text (`192.0.2.1`, `0 1 8080 target.`), sorted.
+pub fn answer_data(response: &Message) -> Vec<String> {
+    let mut data: Vec<String> = response.answers.iter().map(|r| r.data.to_string()).collect();
+    data.sort();
+    data
+}
+
+/// Runs `dig @server -p port ARGS...` and returns its stdout.
+pub async fn dig(server: SocketAddr, args: &[&str]) -> Result<String> {
+    let output = tokio::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .await
+        .context("dig is missing: hack/deps.sh installs dnsutils")?;
+    Ok(String::from_utf8(output.stdout)?)
+}

@@ -1,0 +1,341 @@
+//! The DNS server against the real control plane: the operator (under the chart's
+//! operator ServiceAccount) turns pods into status, the DNS server (under the chart's
+//! read-only DNS ServiceAccount) serves it, and real clients ask over UDP and TCP.
+//!
+//! The tests take turns (`SERIAL`): each runs a cluster-wide operator, and one of them
+//! stops the API server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use mvdns_api::MultiValueRecordSet;
+use mvdns_tests::dns::*;
+use mvdns_tests::operator::*;
+use mvdns_tests::*;
+use serde_json::json;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Asks until `done` holds for the answer (every 50 ms, at most 30 s).
+async fn wait_answer(server: SocketAddr, ask: &Ask, done: impl Fn(&Message) -> bool) -> Result<Message> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let response = udp(server, ask).await?;
+        if done(&response) {
+            return Ok(response);
+        }
+        if Instant::now() > deadline {
+            bail!("{} {} never got the expected answer; last: {response}", ask.name, ask.record_type);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
+    (0..count)
+        .map(|i| {
+            PodSpec::new(format!("{prefix}-{i}"))
+                .label("app", app)
+                .on_node(&format!("kwok-node-{}", i % 3))
+                .port("http", 8080)
+        })
+        .collect()
+}
+
+fn ips(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().filter_map(pod_ip).map(String::from).collect()
+}
+
+#[tokio::test]
+async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-pick").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let many = ips(&create_ready_pods(&pod_api, &pods("many", 64, "many")).await?);
+    let few = create_ready_pods(&pod_api, &pods("few", 20, "few")).await?;
+    let web = format!("web.{}.example.internal.", ns.name);
+    let small = format!("small.{}.example.internal.", ns.name);
+    apply_record_set(&env, &ns.name, "web", json!({"name": web, "type": "A", "podSelector": {"matchLabels": {"app": "many"}}})).await?;
+    apply_record_set(&env, &ns.name, "small", json!({"name": small, "type": "A", "podSelector": {"matchLabels": {"app": "few"}}})).await?;
+
+    // 64 healthy values: 8 distinct per answer, all of them healthy pod IPs.
+    let ask = Ask::new(&web, RecordType::A);
+    wait_answer(dns.address, &ask, |m| m.answers.len() == 8).await?;
+    let queries = 2000;
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..queries {
+        let response = udp(dns.address, &ask).await?;
+        let picked = answer_data(&response);
+        assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 8, "8 distinct values: {picked:?}");
+        for value in picked {
+            assert!(many.contains(&value), "{value} is not a healthy pod IP");
+            *counts.entry(value).or_default() += 1;
+        }
+    }
+    // Uniformity: Pearson's chi-square over the 64 values against 2000*8/64 = 250 each.
+    // With 63 degrees of freedom, P(chi2 > 131.7) = 1e-6 for a fair picker (picking
+    // without replacement within an answer only lowers the variance), so this test fails
+    // falsely about once in a million runs.
+    assert_eq!(counts.len(), 64, "every value appears");
+    let expected = f64::from(queries * 8) / 64.0;
+    let chi2: f64 = counts.values().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
+    assert!(chi2 < 131.7, "chi-square {chi2:.1} says the picks are not uniform: {counts:?}");
+    println!("64 values, {queries} answers: chi-square {chi2:.1} (63 df, limit 131.7)");
+
+    // 5 healthy of 20: exactly those 5, over UDP, TCP and dig.
+    let healthy: BTreeSet<String> = ips(&few[..5]);
+    for pod in &few[5..] {
+        set_pod_ready(&pod_api, pod.metadata.name.as_deref().unwrap_or_default(), false).await?;
+    }
+    let ask = Ask::new(&small, RecordType::A);
+    let want: Vec<String> = healthy.iter().cloned().collect();
+    wait_answer(dns.address, &ask, |m| answer_data(m) == want).await?;
+    for _ in 0..20 {
+        assert_eq!(answer_data(&udp(dns.address, &ask).await?), want);
+        assert_eq!(answer_data(&tcp(dns.address, &ask).await?), want);
+    }
+    for transport in ["+notcp", "+tcp"] {
+        let out = dig(dns.address, &[transport, "+short", &small, "A"]).await?;
+        let mut dug: Vec<String> = out.lines().map(String::from).collect();
+        dug.sort();
+        assert_eq!(dug, want, "dig {transport}");
+    }
+
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rcodes_record_types_and_sizes() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-kinds").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal.", "other.test."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let down = create_ready_pods(&pod_api, &pods("down", 3, "down")).await?;
+    for pod in &down {
+        set_pod_ready(&pod_api, pod.metadata.name.as_deref().unwrap_or_default(), false).await?;
+    }
+    let up = create_ready_pods(&pod_api, &pods("up", 2, "up")).await?;
+    let zone = format!("{}.example.internal.", ns.name);
+    let name = |label: &str| format!("{label}.{zone}");
+    let long = format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), name("long"));
+    let sets = [
+        ("open", json!({"name": name("open"), "type": "A", "podSelector": {"matchLabels": {"app": "down"}}})),
+        ("closed", json!({"name": name("closed"), "type": "A", "whenAllUnhealthy": "ReturnNone", "podSelector": {"matchLabels": {"app": "down"}}})),
+        ("alias", json!({"name": name("alias"), "type": "CNAME", "values": [{"value": "a.example.com."}, {"value": "b.example.com."}]})),
+        ("srv", json!({"name": name("_http._tcp.svc"), "type": "SRV", "port": "http", "podSelector": {"matchLabels": {"app": "up"}}})),
+        ("mail", json!({"name": name("mail"), "type": "MX", "values": [{"value": "10 mx1.example.com."}, {"value": "20 mx2.example.com."}]})),
+        ("deleg", json!({"name": name("deleg"), "type": "NS", "values": [{"value": "ns1.example.com."}]})),
+        ("text", json!({"name": name("text"), "type": "TXT", "values": (0..8).map(|i| json!({"value": format!("{i}{}", "x".repeat(199))})).collect::<Vec<_>>()})),
+        ("long", json!({"name": long, "type": "AAAA", "values": (1..=8).map(|i| json!({"value": format!("2001:db8::{i}")})).collect::<Vec<_>>()})),
+    ];
+    for (object, spec) in sets {
+        apply_record_set(&env, &ns.name, object, spec).await?;
+    }
+    let record_sets: Api<MultiValueRecordSet> = ns.api();
+    for object in ["open", "closed", "alias", "srv", "mail", "deleg", "text", "long"] {
+        wait_status(&record_sets, object, LIMIT, |s| s.total_count > 0).await?;
+    }
+    let a = |n: &str| Ask::new(n, RecordType::A);
+
+    // Wait until the last record set is served, then check every case at once.
+    wait_answer(dns.address, &Ask::new(&long, RecordType::AAAA), |m| m.answers.len() == 8).await?;
+
+    // Outside every zone: REFUSED, never a resolver.
+    let refused = udp(dns.address, &a("example.com.")).await?;
+    assert_eq!((refused.metadata.response_code, refused.metadata.authoritative), (ResponseCode::Refused, false));
+    // Unknown name: NXDOMAIN with the SOA (negative TTL 30 s); other type: NODATA + SOA.
+    for (ask, rcode) in [(a(&name("nothing")), ResponseCode::NXDomain), (Ask::new(&name("open"), RecordType::TXT), ResponseCode::NoError)] {
+        for response in [udp(dns.address, &ask).await?, tcp(dns.address, &ask).await?] {
+            assert_eq!(response.metadata.response_code, rcode, "{}", ask.name);
+            assert!(response.answers.is_empty() && response.metadata.authoritative);
+            assert_eq!(response.authorities[0].record_type(), RecordType::SOA);
+            assert_eq!(response.authorities[0].ttl, 30);
+        }
+    }
+    let other_zone = udp(dns.address, &Ask::new("other.test.", RecordType::SOA)).await?;
+    assert_eq!(other_zone.answers[0].record_type(), RecordType::SOA, "second zone has its apex");
+    let ns_records = udp(dns.address, &Ask::new("example.internal.", RecordType::NS)).await?;
+    assert_eq!(answer_data(&ns_records), ["ns.example.internal."]);
+    // ANY is answered minimally (RFC 8482): one RRset.
+    let any = udp(dns.address, &Ask::new(&name("mail"), RecordType::ANY)).await?;
+    assert!(any.answers.iter().all(|r| r.record_type() == RecordType::MX) && !any.answers.is_empty());
+
+    // All unhealthy: fail-open gives the unhealthy values, ReturnNone gives NODATA.
+    let open = udp(dns.address, &a(&name("open"))).await?;
+    assert_eq!(answer_data(&open), ips(&down).into_iter().collect::<Vec<_>>());
+    let closed = udp(dns.address, &a(&name("closed"))).await?;
+    assert_eq!((closed.metadata.response_code, closed.answers.len()), (ResponseCode::NoError, 0));
+
+    // CNAME: one target per answer, also for an A query; both targets over time.
+    let mut targets = BTreeSet::new();
+    for _ in 0..40 {
+        let alias = udp(dns.address, &a(&name("alias"))).await?;
+        assert_eq!(alias.answers.len(), 1);
+        assert_eq!(alias.answers[0].record_type(), RecordType::CNAME);
+        targets.insert(alias.answers[0].data.to_string());
+    }
+    assert_eq!(targets.len(), 2);
+
+    // SRV to pods: named port resolved, targets with their addresses in additional.
+    let srv = udp(dns.address, &Ask::new(&name("_http._tcp.svc"), RecordType::SRV)).await?;
+    assert_eq!(srv.answers.len(), 2);
+    let glue: BTreeSet<String> = srv.additionals.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(glue, ips(&up));
+    for record in &srv.answers {
+        let text = record.data.to_string();
+        assert!(text.starts_with("0 1 8080 "), "{text}");
+        let target = text.rsplit(' ').next().unwrap_or_default().to_owned();
+        let address = udp(dns.address, &a(&target)).await?;
+        assert_eq!(address.answers.len(), 1, "the SRV target {target} resolves");
+    }
+    let mx = udp(dns.address, &Ask::new(&name("mail"), RecordType::MX)).await?;
+    assert_eq!(answer_data(&mx), ["10 mx1.example.com.", "20 mx2.example.com."]);
+    let deleg = udp(dns.address, &Ask::new(&name("deleg"), RecordType::NS)).await?;
+    assert_eq!(answer_data(&deleg), ["ns1.example.com."]);
+
+    // Sizes: 8 TXT of 200 bytes do not fit 512 bytes (no EDNS) nor 1232 (EDNS): TC set,
+    // and TCP carries all 8.
+    let text = Ask::new(&name("text"), RecordType::TXT);
+    let plain = udp(dns.address, &text.clone().without_edns()).await?;
+    assert!(plain.metadata.truncation && plain.answers.len() < 8);
+    let edns = udp(dns.address, &text).await?;
+    assert!(edns.metadata.truncation, "1.6 kB does not fit 1232 bytes");
+    assert_eq!(edns.edns.as_ref().map(|e| e.max_payload()), Some(1232), "OPT echoed with our size");
+    assert_eq!(tcp(dns.address, &text).await?.answers.len(), 8);
+    let dug = dig(dns.address, &["+ignore", "+noedns", "+short", &name("text"), "TXT"]).await?;
+    assert!(dug.lines().count() < 8, "dig sees a truncated UDP answer");
+    let dug = dig(dns.address, &["+short", &name("text"), "TXT"]).await?;
+    assert_eq!(dug.lines().count(), 8, "dig retries over TCP after TC");
+    // 8 AAAA under a 200-byte name, no EDNS: compression makes them fit in 512 bytes.
+    let long_answer = udp(dns.address, &Ask::new(&long, RecordType::AAAA).without_edns()).await?;
+    assert!(!long_answer.metadata.truncation);
+    assert_eq!(long_answer.answers.len(), 8);
+
+    // Case: names match whatever the case, and the question comes back as asked.
+    let mixed = format!("OpEn.{}", zone.to_uppercase());
+    let echoed = udp(dns.address, &a(&mixed)).await?;
+    assert_eq!(echoed.queries[0].name().to_string(), mixed);
+    assert_eq!(echoed.answers.len(), 3);
+    assert!(echoed.answers.iter().all(|r| r.name.to_string() == mixed));
+
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_namespace_cannot_take_over_a_name_even_by_writing_status() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-owner").await?;
+    let admin = env.admin_client().await?;
+    let thief = TestNamespace::new(&env, &admin, "dns-thief").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let name = format!("shop.{}.example.internal.", ns.name);
+    let spec = |ip: &str| json!({"name": name, "type": "A", "values": [{"value": ip}]});
+    apply_record_set(&env, &ns.name, "shop", spec("192.0.2.10")).await?;
+    let ask = Ask::new(&name, RecordType::A);
+    wait_answer(dns.address, &ask, |m| answer_data(m) == ["192.0.2.10"]).await?;
+
+    // Timestamps have one-second resolution: make the thief's claim clearly younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apply_record_set(&env, &thief.name, "shop", spec("198.51.100.66")).await?;
+    let stolen: Api<MultiValueRecordSet> = thief.api();
+    wait_status(&stolen, "shop", LIMIT, |s| condition(s, "Conflict") == "True").await?;
+    // Even a status written by hand that claims the value is not served.
+    let forged = json!({"status": {"values": [{"value": "198.51.100.66", "healthy": true, "source": "0"}], "healthyCount": 1, "totalCount": 1}});
+    Api::<MultiValueRecordSet>::namespaced(admin, &thief.name)
+        .patch_status("shop", &PatchParams::default(), &Patch::Merge(&forged))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        assert_eq!(answer_data(&udp(dns.address, &ask).await?), ["192.0.2.10"]);
+    }
+
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+/// The API server crashes for 30 s while a client keeps asking: every answer stays
+/// correct (no SERVFAIL, no NXDOMAIN, no empty answer), and a change made after it
+/// returns is served.
+#[tokio::test]
+async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-outage").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 4).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let web = create_ready_pods(&pod_api, &pods("web", 4, "web")).await?;
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(&env, &ns.name, "web", json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}})).await?;
+    let ask = Ask::new(&name, RecordType::A);
+    let all: Vec<String> = ips(&web).into_iter().collect();
+    wait_answer(dns.address, &ask, |m| answer_data(m) == all).await?;
+
+    testenv_command(&env, "apiserver-stop").await?;
+    let outage = Duration::from_secs(30);
+    let started = Instant::now();
+    let (mut answered, mut wrong) = (0u32, Vec::new());
+    while started.elapsed() < outage {
+        for response in [udp(dns.address, &ask).await?, tcp(dns.address, &ask).await?] {
+            answered += 1;
+            if response.metadata.response_code != ResponseCode::NoError || answer_data(&response) != all {
+                wrong.push(format!("{response}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    testenv_command(&env, "apiserver-start").await?;
+    println!("answered {answered} queries during the 30 s outage, {} wrong", wrong.len());
+    assert!(wrong.is_empty(), "{} of {answered} answers wrong, first: {}", wrong.len(), wrong[0]);
+    assert!(answered > 100);
+
+    // After the API server returns, a change is served again.
+    let changed = Instant::now();
+    set_pod_ready(&pod_api, "web-0", false).await?;
+    let record_sets: Api<MultiValueRecordSet> = ns.api();
+    wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 3).await?;
+    let in_status = changed.elapsed();
+    let three: Vec<String> = ips(&web[1..]).into_iter().collect();
+    wait_answer(dns.address, &ask, |m| answer_data(m) == three).await?;
+    println!(
+        "a pod flipped after the outage: in status after {in_status:?}, in DNS answers after {:?}",
+        changed.elapsed()
+    );
+
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+async fn testenv_command(env: &TestEnv, command: &str) -> Result<()> {
+    let status = tokio::process::Command::new(workspace_root().join("hack/testenv.sh"))
+        .arg(command)
+        .env("MVDNS_TESTENV_DIR", &env.dir)
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("hack/testenv.sh {command} failed");
+    }
+    Ok(())
+}
