@@ -18,4 +18,9 @@ trap cleanup EXIT
 log "building the workspace and its tests"
 cargo build --workspace --all-targets --locked
 log "running all tests against the control plane in $MVDNS_TESTENV_DIR"
-cargo test --workspace --locked --no-fail-fast "$@"
+failed=0
+cargo test --workspace --locked --no-fail-fast "$@" || failed=1
+log "checking the Helm chart, its schema and Pod Security on the control plane, and the images"
+KUBECONFIG="$MVDNS_TESTENV_DIR/admin.kubeconfig" "$ROOT/hack/chart-check.sh" || failed=1
+[ "$failed" = 0 ] || die "some tests failed (see above)"
+log "all tests passed"

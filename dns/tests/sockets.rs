@@ -1,0 +1,125 @@
+//! The socket loops on loopback, without Kubernetes: bounded TCP connections, idle
+//! timeouts, and hostile packets never stopping the answers to others.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use mvdns_server::Shared;
+use mvdns_server::server::{self, ServerConfig};
+use mvdns_server::zone::{ZoneSettings, Zones};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+async fn start(max_tcp_connections: usize, idle: Duration) -> (SocketAddr, Arc<Shared>, CancellationToken) {
+    let zones = Zones::new(&ZoneSettings {
+        apexes: vec!["example.internal.".into()],
+        ..ZoneSettings::default()
+    })
+    .expect("zones");
+    let shared = Shared::new(zones);
+    // An empty but synced index: the apex answers, everything else is NXDOMAIN.
+    shared.synced.store(true, Ordering::Release);
+    let config = ServerConfig {
+        listen: (Ipv4Addr::LOCALHOST, 0).into(),
+        udp_workers: 1,
+        max_tcp_connections,
+        tcp_idle_timeout: idle,
+    };
+    let sockets = server::bind(&config).expect("bind");
+    let address = sockets.address;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server::serve(sockets, config, shared.clone(), shutdown.clone()));
+    (address, shared, shutdown)
+}
+
+fn soa_query() -> Vec<u8> {
+    let mut message = Message::query();
+    message.metadata.id = 4242;
+    message.add_query(Query::query(Name::from_ascii("example.internal.").expect("name"), RecordType::SOA));
+    message.to_vec().expect("encode")
+}
+
+async fn udp_soa(server: SocketAddr) -> Message {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+    socket.send_to(&soa_query(), server).await.expect("send");
+    let mut buffer = vec![0u8; 4096];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .expect("UDP answer within 2s")
+        .expect("receive");
+    Message::from_vec(&buffer[..len]).expect("decodes")
+}
+
+/// Sends one framed query on `stream` and reads the framed answer.
+async fn tcp_soa(stream: &mut TcpStream) -> std::io::Result<Message> {
+    let query = soa_query();
+    stream.write_u16(u16::try_from(query.len()).expect("small")).await?;
+    stream.write_all(&query).await?;
+    let len = stream.read_u16().await?;
+    let mut buffer = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buffer).await?;
+    Message::from_vec(&buffer).map_err(std::io::Error::other)
+}
+
+#[tokio::test]
+async fn tcp_connections_are_bounded_and_idle_ones_closed() {
+    let (server, shared, shutdown) = start(2, Duration::from_millis(800)).await;
+    // Two clients hold connections open without sending anything (slow-loris style).
+    let mut held = [TcpStream::connect(server).await.expect("connect"), TcpStream::connect(server).await.expect("connect")];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third connection is closed at once; UDP keeps answering meanwhile.
+    let mut third = TcpStream::connect(server).await.expect("connect");
+    assert!(tcp_soa(&mut third).await.is_err(), "over the limit: closed");
+    assert_eq!(udp_soa(server).await.answers.len(), 1);
+    // A held connection still works while it is used.
+    assert_eq!(tcp_soa(&mut held[0]).await.expect("answer").answers.len(), 1);
+    // After the idle timeout the server closes silent connections and frees the slots.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut byte = [0u8; 1];
+    assert_eq!(held[1].read(&mut byte).await.expect("closed cleanly"), 0, "idle connection closed");
+    let mut fresh = TcpStream::connect(server).await.expect("connect");
+    assert_eq!(tcp_soa(&mut fresh).await.expect("answer").answers.len(), 1);
+    let metrics = shared.metrics.encode();
+    assert!(metrics.contains("reason=\"tcp_connection_limit\""), "{metrics}");
+    assert!(metrics.contains("reason=\"tcp_idle_timeout\""), "{metrics}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn hostile_packets_get_formerr_or_nothing_and_others_are_still_answered() {
+    let (server, _shared, shutdown) = start(8, Duration::from_secs(2)).await;
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+    let mut header = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    let hostile: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 5],
+        // A question whose name is a compression pointer to itself.
+        [header.clone(), vec![0xc0, 0x0c, 0, 1, 0, 1]].concat(),
+        // Huge counts with no records behind them.
+        vec![0x12, 0x34, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        // A label longer than 63 bytes.
+        [header.clone(), vec![64], vec![b'a'; 64], vec![0, 0, 1, 0, 1]].concat(),
+        // 4 kB of noise after a valid header.
+        [header.clone(), vec![0x3f; 4000]].concat(),
+    ];
+    for packet in &hostile {
+        socket.send_to(packet, server).await.expect("send");
+        let mut buffer = vec![0u8; 4096];
+        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await {
+            let answer = Message::from_vec(&buffer[..len]).expect("the server's own answer decodes");
+            assert_eq!(answer.metadata.response_code, ResponseCode::FormErr, "{packet:?}");
+        }
+    }
+    // Truncated header over TCP, then a stalled frame: the connection ends, nothing hangs.
+    let mut stream = TcpStream::connect(server).await.expect("connect");
+    stream.write_all(&[0x00, 0x30, 0x12]).await.expect("write");
+    drop(stream);
+    header[5] = 1;
+    assert_eq!(udp_soa(server).await.answers.len(), 1, "still answering");
+    shutdown.cancel();
+}
