@@ -178,3 +178,18 @@ pub async fn dig(server: SocketAddr, args: &[&str]) -> Result<String> {
         .context("dig is missing: hack/deps.sh installs dnsutils")?;
     Ok(String::from_utf8(output.stdout)?)
 }
+
+/// Asks over UDP until `done` holds for the answer (every 50 ms, at most `limit`).
+pub async fn wait_answer(server: SocketAddr, ask: &Ask, limit: Duration, done: impl Fn(&Message) -> bool) -> Result<Message> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let response = udp(server, ask).await?;
+        if done(&response) {
+            return Ok(response);
+        }
+        if Instant::now() > deadline {
+            bail!("{} {} did not get the expected answer within {limit:?}; last: {response}", ask.name, ask.record_type);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

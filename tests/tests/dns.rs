@@ -6,11 +6,10 @@
 //! stops the API server.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -24,21 +23,6 @@ use serde_json::json;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Asks until `done` holds for the answer (every 50 ms, at most 30 s).
-async fn wait_answer(server: SocketAddr, ask: &Ask, done: impl Fn(&Message) -> bool) -> Result<Message> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let response = udp(server, ask).await?;
-        if done(&response) {
-            return Ok(response);
-        }
-        if Instant::now() > deadline {
-            bail!("{} {} never got the expected answer; last: {response}", ask.name, ask.record_type);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
     (0..count)
@@ -72,7 +56,7 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
 
     // 64 healthy values: 8 distinct per answer, all of them healthy pod IPs.
     let ask = Ask::new(&web, RecordType::A);
-    wait_answer(dns.address, &ask, |m| m.answers.len() == 8).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| m.answers.len() == 8).await?;
     let queries = 2000;
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..queries {
@@ -101,7 +85,7 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     }
     let ask = Ask::new(&small, RecordType::A);
     let want: Vec<String> = healthy.iter().cloned().collect();
-    wait_answer(dns.address, &ask, |m| answer_data(m) == want).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == want).await?;
     for _ in 0..20 {
         assert_eq!(answer_data(&udp(dns.address, &ask).await?), want);
         assert_eq!(answer_data(&tcp(dns.address, &ask).await?), want);
@@ -154,7 +138,7 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     let a = |n: &str| Ask::new(n, RecordType::A);
 
     // Wait until the last record set is served, then check every case at once.
-    wait_answer(dns.address, &Ask::new(&long, RecordType::AAAA), |m| m.answers.len() == 8).await?;
+    wait_answer(dns.address, &Ask::new(&long, RecordType::AAAA), LIMIT, |m| m.answers.len() == 8).await?;
 
     // Outside every zone: REFUSED, never a resolver.
     let refused = udp(dns.address, &a("example.com.")).await?;
@@ -252,7 +236,7 @@ async fn another_namespace_cannot_take_over_a_name_even_by_writing_status() -> R
     let spec = |ip: &str| json!({"name": name, "type": "A", "values": [{"value": ip}]});
     apply_record_set(&env, &ns.name, "shop", spec("192.0.2.10")).await?;
     let ask = Ask::new(&name, RecordType::A);
-    wait_answer(dns.address, &ask, |m| answer_data(m) == ["192.0.2.10"]).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == ["192.0.2.10"]).await?;
 
     // Timestamps have one-second resolution: make the thief's claim clearly younger.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -290,7 +274,7 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     apply_record_set(&env, &ns.name, "web", json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}})).await?;
     let ask = Ask::new(&name, RecordType::A);
     let all: Vec<String> = ips(&web).into_iter().collect();
-    wait_answer(dns.address, &ask, |m| answer_data(m) == all).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == all).await?;
 
     testenv_command(&env, "apiserver-stop").await?;
     let outage = Duration::from_secs(30);
@@ -317,7 +301,7 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 3).await?;
     let in_status = changed.elapsed();
     let three: Vec<String> = ips(&web[1..]).into_iter().collect();
-    wait_answer(dns.address, &ask, |m| answer_data(m) == three).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == three).await?;
     println!(
         "a pod flipped after the outage: in status after {in_status:?}, in DNS answers after {:?}",
         changed.elapsed()

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mvdns_api::{CheckResult, MultiValueRecordSet, MultiValueRecordSetStatus, ValueStatus};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use mvdns_tests::dns::{Ask, RunningDns, answer_data, wait_answer};
 use mvdns_tests::endpoints::{Behaviour, Endpoint};
 use mvdns_tests::operator::*;
 use serde_json::{Value, json};
@@ -34,6 +37,11 @@ fn result_of(status: &MultiValueRecordSetStatus, ip: &str) -> Option<CheckResult
 async fn checks_follow_real_endpoints() -> Result<()> {
     let Fixture { env, ns } = fixture("checks").await?;
     let operator = RunningOperator::start(&env, &ns.name, "op-checks", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let web = format!("web.checks.{}.example.internal.", ns.name);
+    let ask = Ask::new(&web, RecordType::A);
+    let served = |m: &Message| answer_data(m).contains(&"127.0.0.2".to_owned());
 
     let mut flapping = Endpoint::start("127.0.0.2", ok(), false).await?;
     let steady = Endpoint::start("127.0.0.3", ok(), false).await?;
@@ -48,7 +56,7 @@ async fn checks_follow_real_endpoints() -> Result<()> {
         &env,
         &ns.name,
         "web",
-        json!({"name": format!("web.checks.{}.example.internal.", ns.name), "type": "A", "values": [
+        json!({"name": web, "type": "A", "values": [
             checked_value(&flapping, json!({"type": "HTTP", "path": "/healthz", "failureThreshold": threshold})),
             checked_value(&steady, json!({"type": "TCP", "failureThreshold": 1})),
         ]}),
@@ -116,8 +124,12 @@ async fn checks_follow_real_endpoints() -> Result<()> {
         result_of(s, "127.0.0.2") == Some(CheckResult::Success)
     })
     .await?;
+    wait_answer(dns.address, &ask, LIMIT, served).await?;
     flapping.set(Behaviour::Respond(503, "down".into())).await?;
     let failed_at = Instant::now();
+    // The value leaves the DNS answers; then the status shows why.
+    wait_answer(dns.address, &ask, LIMIT, |m| !served(m) && !m.answers.is_empty()).await?;
+    let to_dns_unhealthy = failed_at.elapsed();
     let down = wait_status(&sets, "web", LIMIT, |s| {
         value(s, "127.0.0.2").is_some_and(|v| !v.healthy)
     })
@@ -150,9 +162,12 @@ async fn checks_follow_real_endpoints() -> Result<()> {
     })
     .await?;
     let to_healthy = recovered_at.elapsed();
+    wait_answer(dns.address, &ask, LIMIT, served).await?;
+    let to_dns_healthy = recovered_at.elapsed();
     println!(
-        "endpoint failure -> value unhealthy in status: {to_unhealthy:?}; recovery -> healthy: {to_healthy:?} \
-         (interval 5 s, threshold {threshold}; Route 53 needs interval x threshold = 30-90 s)"
+        "endpoint failure -> unhealthy in status {to_unhealthy:?}, gone from DNS answers {to_dns_unhealthy:?}; \
+         recovery -> healthy in status {to_healthy:?}, back in DNS answers {to_dns_healthy:?} \
+         (interval 5 s, threshold {threshold}; Route 53 needs interval x threshold = 30-90 s, plus TTL)"
     );
 
     // Flips were announced as Events (published right after the status write).
@@ -181,6 +196,7 @@ async fn checks_follow_real_endpoints() -> Result<()> {
     assert!(metrics_before > 0.0, "{}", operator.health.metrics.encode());
     sets.delete("kinds", &Default::default()).await?;
     sets.delete("web", &Default::default()).await?;
+    dns.stop().await;
     operator.stop().await;
     Ok(())
 }
