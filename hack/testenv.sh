@@ -130,8 +130,10 @@ metadata:
     type: kwok
     topology.kubernetes.io/zone: ${zones[$((i % 3))]}
 spec:
-  podCIDR: 10.244.$i.0/24
-  podCIDRs: [10.244.$i.0/24, "$v6"]
+  # /20: KWOK hands out pod IPs from the node's podCIDR and reuses them when it runs
+  # out, and a /24 (254 addresses) is too small for thousands of pods on three nodes.
+  podCIDR: 10.244.$((i * 16)).0/20
+  podCIDRs: [10.244.$((i * 16)).0/20, "$v6"]
   taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "5000"}

@@ -6,7 +6,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 use rand::Rng;
 
 use crate::index::{Index, Node, RrSet};
-use crate::select::pick_answers;
+use crate::select::{pick_answers, pick_answers_near};
 use crate::zone::{Zone, Zones};
 
 /// The sections and flags of a response to one question.
@@ -18,6 +18,8 @@ pub struct Answer {
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
+    /// The answer depended on the client's zone (for the ECS scope in the response).
+    pub zone_dependent: bool,
 }
 
 impl Answer {
@@ -32,6 +34,7 @@ impl Answer {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            zone_dependent: false,
         }
     }
 
@@ -51,8 +54,16 @@ impl Answer {
 ///   with the SOA;
 /// - SOA and NS at each apex, synthesized from the zone settings;
 /// - ANY: one RRset only (RFC 8482), chosen like a query for its type;
-/// - a CNAME answers every type at its name, with one target at random.
-pub fn answer<R: Rng + ?Sized>(index: &Index, zones: &Zones, name: &Name, record_type: RecordType, class: DNSClass, rng: &mut R) -> Answer {
+/// - a CNAME answers every type at its name, with one target at random;
+/// - `client_zone` steers the selection of record sets with `PreferSameZone`.
+pub fn answer<R: Rng + ?Sized>(
+    index: &Index,
+    zones: &Zones,
+    question: &Question<'_>,
+    client_zone: Option<&str>,
+    rng: &mut R,
+) -> Answer {
+    let Question { name, record_type, class } = *question;
     let lower = LowerName::new(name);
     let Some(zone) = zones.zone_of(&lower) else {
         return Answer::refused();
@@ -86,22 +97,41 @@ pub fn answer<R: Rng + ?Sized>(index: &Index, zones: &Zones, name: &Name, record
     let Some(rrset) = rrset else {
         return Answer::negative(ResponseCode::NoError, zone, index.serial);
     };
-    let (answers, additionals) = pick(rrset, rng);
+    let (answers, additionals) = pick(rrset, client_zone, rng);
     if answers.is_empty() {
         return Answer::negative(ResponseCode::NoError, zone, index.serial);
     }
-    positive(name, answers, additionals)
+    let mut answer = positive(name, answers, additionals);
+    answer.zone_dependent = rrset.prefer_same_zone;
+    answer
+}
+
+/// One question: the name as asked, its type and class.
+#[derive(Clone, Copy, Debug)]
+pub struct Question<'a> {
+    pub name: &'a Name,
+    pub record_type: RecordType,
+    pub class: DNSClass,
 }
 
 /// The records one query gets from `rrset`, and the glue of the picked ones. A CNAME
 /// answers with one target: a name has one canonical name at a time.
-fn pick<R: Rng + ?Sized>(rrset: &RrSet, rng: &mut R) -> (Vec<Record>, Vec<Record>) {
+fn pick<R: Rng + ?Sized>(rrset: &RrSet, client_zone: Option<&str>, rng: &mut R) -> (Vec<Record>, Vec<Record>) {
     let max_answers = if rrset.record_type == RecordType::CNAME {
         1
     } else {
         rrset.max_answers
     };
-    let picked = pick_answers(&rrset.healthy, &rrset.unhealthy, max_answers, rrset.when_all_unhealthy, rng);
+    let (healthy, unhealthy, when) = (&rrset.healthy, &rrset.unhealthy, rrset.when_all_unhealthy);
+    let picked = match client_zone.filter(|_| rrset.prefer_same_zone) {
+        Some(client_zone) => {
+            // A known zone without healthy values here is an empty "near" list: the
+            // answer comes from the other zones.
+            let near = rrset.healthy_by_zone.get(client_zone).map_or(&[][..], Vec::as_slice);
+            pick_answers_near(healthy, unhealthy, max_answers, when, Some(near), rng)
+        }
+        None => pick_answers(healthy, unhealthy, max_answers, when, rng),
+    };
     let additionals = picked.iter().filter_map(|e| e.glue.clone()).collect();
     (picked.into_iter().map(|e| e.record.clone()).collect(), additionals)
 }
@@ -118,6 +148,7 @@ fn positive(name: &Name, mut answers: Vec<Record>, additionals: Vec<Record>) -> 
         answers,
         authorities: Vec::new(),
         additionals,
+        zone_dependent: false,
     }
 }
 
@@ -155,7 +186,12 @@ mod tests {
 
     fn ask(index: &Index, name: &str, record_type: RecordType) -> Answer {
         let name = Name::from_ascii(name).expect("name");
-        answer(index, &zones(), &name, record_type, DNSClass::IN, &mut StdRng::seed_from_u64(1))
+        let question = Question {
+            name: &name,
+            record_type,
+            class: DNSClass::IN,
+        };
+        answer(index, &zones(), &question, None, &mut StdRng::seed_from_u64(1))
     }
 
     fn web() -> Index {
@@ -179,14 +215,13 @@ mod tests {
         assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
         let transfer = ask(&index, "example.internal.", RecordType::AXFR);
         assert_eq!(transfer.rcode, ResponseCode::Refused);
-        let chaos = answer(
-            &index,
-            &zones(),
-            &Name::from_ascii("web.example.internal.").expect("name"),
-            RecordType::A,
-            DNSClass::CH,
-            &mut StdRng::seed_from_u64(1),
-        );
+        let name = Name::from_ascii("web.example.internal.").expect("name");
+        let question = Question {
+            name: &name,
+            record_type: RecordType::A,
+            class: DNSClass::CH,
+        };
+        let chaos = answer(&index, &zones(), &question, None, &mut StdRng::seed_from_u64(1));
         assert_eq!(chaos.rcode, ResponseCode::Refused);
     }
 

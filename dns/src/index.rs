@@ -17,7 +17,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType as DnsType};
 use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
 use mvdns_api::value::{RecordData, parse_value};
-use mvdns_api::{MultiValueRecordSet, RecordType, WhenAllUnhealthy};
+use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
 
 use crate::zone::Zones;
 
@@ -27,6 +27,8 @@ use crate::zone::Zones;
 pub struct Entry {
     pub record: Record,
     pub glue: Option<Record>,
+    /// Topology zone of the endpoint, when the status knows it.
+    pub zone: Option<String>,
 }
 
 /// The values of one name and type, split by health, with the selection settings.
@@ -35,8 +37,12 @@ pub struct RrSet {
     pub record_type: DnsType,
     pub max_answers: usize,
     pub when_all_unhealthy: WhenAllUnhealthy,
+    /// `topology: PreferSameZone`: healthy values in the client's zone first.
+    pub prefer_same_zone: bool,
     pub healthy: Vec<Entry>,
     pub unhealthy: Vec<Entry>,
+    /// With `prefer_same_zone`: the positions in `healthy` of each zone's values.
+    pub healthy_by_zone: HashMap<String, Vec<usize>>,
 }
 
 /// A name in a zone. No RRsets means the name exists only because names below it do
@@ -144,7 +150,7 @@ pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: 
 
 /// The RRset of one (name, type) group. Settings combine towards the safe side: the
 /// lowest TTL and `maxAnswers`, and fail-open (`ReturnUnhealthy`, Route 53's behaviour)
-/// if any set of the group asks for it.
+/// if any set of the group asks for it; zone preference if any set asks for it.
 fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordSet], skipped: &mut Vec<Skipped>) -> RrSet {
     let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
     let max_answers = sets.iter().map(|rs| rs.spec.max_answers).min().unwrap_or(8).clamp(1, 8);
@@ -156,17 +162,19 @@ fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordS
     } else {
         WhenAllUnhealthy::ReturnNone
     };
+    let prefer_same_zone = sets.iter().any(|rs| rs.spec.topology == Topology::PreferSameZone);
     let mut healthy: BTreeMap<String, Entry> = BTreeMap::new();
     let mut unhealthy: BTreeMap<String, Entry> = BTreeMap::new();
     for rs in sets {
         for value in rs.status.iter().flat_map(|s| &s.values) {
-            let Some(entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
+            let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
                 skipped.push(Skipped::InvalidValue {
                     record_set: object_ref(rs),
                     value: value.value.clone(),
                 });
                 continue;
             };
+            entry.zone = value.zone.clone();
             // The same record from two sets: healthy if either says so.
             let key = entry.record.data.to_string();
             if value.healthy {
@@ -177,12 +185,23 @@ fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordS
             }
         }
     }
+    let healthy: Vec<Entry> = healthy.into_values().collect();
+    let mut healthy_by_zone: HashMap<String, Vec<usize>> = HashMap::new();
+    if prefer_same_zone {
+        for (position, entry) in healthy.iter().enumerate() {
+            if let Some(zone) = &entry.zone {
+                healthy_by_zone.entry(zone.clone()).or_default().push(position);
+            }
+        }
+    }
     RrSet {
         record_type: dns_type(record_type),
         max_answers: usize::from(max_answers),
         when_all_unhealthy,
-        healthy: healthy.into_values().collect(),
+        prefer_same_zone,
+        healthy,
         unhealthy: unhealthy.into_values().collect(),
+        healthy_by_zone,
     }
 }
 
@@ -198,6 +217,7 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
         return Some(Entry {
             record: Record::from_rdata(owner.clone(), ttl, srv),
             glue: Some(glue),
+            zone: None,
         });
     }
     let rdata = match parse_value(record_type, value).ok()? {
@@ -217,6 +237,7 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
     Some(Entry {
         record: Record::from_rdata(owner.clone(), ttl, rdata),
         glue: None,
+        zone: None,
     })
 }
 
@@ -259,11 +280,14 @@ fn add_glue_names(names: &mut HashMap<LowerName, Node>, rrset: &RrSet) {
                 record_type: glue.record_type(),
                 max_answers: 1,
                 when_all_unhealthy: WhenAllUnhealthy::ReturnUnhealthy,
+                prefer_same_zone: false,
                 healthy: vec![Entry {
                     record: glue.clone(),
                     glue: None,
+                    zone: None,
                 }],
                 unhealthy: Vec::new(),
+                healthy_by_zone: HashMap::new(),
             });
         }
     }

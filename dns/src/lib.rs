@@ -15,6 +15,7 @@ pub mod index;
 pub mod metrics;
 pub mod select;
 pub mod server;
+pub mod topology;
 pub mod watch;
 pub mod wire;
 pub mod zone;
@@ -41,6 +42,8 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Shared {
     pub index: ArcSwap<index::Index>,
+    /// Client address to topology zone, from the Nodes (for `PreferSameZone`).
+    pub client_zones: ArcSwap<topology::ClientZones>,
     pub zones: zone::Zones,
     pub synced: AtomicBool,
     pub metrics: metrics::Metrics,
@@ -50,6 +53,7 @@ impl Shared {
     pub fn new(zones: zone::Zones) -> Arc<Self> {
         Arc::new(Self {
             index: ArcSwap::from_pointee(index::Index::default()),
+            client_zones: ArcSwap::from_pointee(topology::ClientZones::default()),
             zones,
             synced: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),

@@ -26,6 +26,47 @@ pub fn pick_answers<'a, T, R: Rng + ?Sized>(
     pick_uniform(pool, max_answers, rng)
 }
 
+/// Zone-aware selection (`topology: PreferSameZone`). `near` lists the positions in
+/// `healthy` of the values in the client's zone (`None`: the client's zone is unknown).
+///
+/// - the client's zone has at least [`same_zone_safeguard`] healthy values: the answer
+///   comes from them only, picked like [`pick_answers`];
+/// - it has fewer (a small zone, or most of it down): all of them, then the rest of the
+///   answer filled at random from the other zones, so that a zone's few survivors do not
+///   take all of its clients' load;
+/// - unknown client zone: plain uniform selection.
+///
+/// The all-unhealthy case is [`pick_answers`]' (there is no healthy value to prefer).
+/// Positions rather than zone names keep the common case free of string comparisons:
+/// the index groups values by zone once per rebuild, not once per query.
+pub fn pick_answers_near<'a, T, R: Rng + ?Sized>(
+    healthy: &'a [T],
+    unhealthy: &'a [T],
+    max_answers: usize,
+    when_all_unhealthy: WhenAllUnhealthy,
+    near: Option<&[usize]>,
+    rng: &mut R,
+) -> Vec<&'a T> {
+    let Some(near) = near.filter(|_| !healthy.is_empty()) else {
+        return pick_answers(healthy, unhealthy, max_answers, when_all_unhealthy, rng);
+    };
+    if near.len() >= same_zone_safeguard(max_answers) {
+        return pick_uniform(near, max_answers, rng).into_iter().map(|&i| &healthy[i]).collect();
+    }
+    let mut picked: Vec<&T> = near.iter().map(|&i| &healthy[i]).collect();
+    picked.shuffle(rng);
+    let far: Vec<&T> = (0..healthy.len()).filter(|i| !near.contains(i)).map(|i| &healthy[i]).collect();
+    let fill = max_answers.saturating_sub(picked.len());
+    picked.extend(pick_uniform(&far, fill, rng).into_iter().copied());
+    picked
+}
+
+/// How many healthy values the client's zone needs to answer alone: half an answer,
+/// at least one. Below that, other zones fill the answer.
+pub fn same_zone_safeguard(max_answers: usize) -> usize {
+    max_answers.div_ceil(2).max(1)
+}
+
 /// Up to `amount` distinct elements of `pool`, uniformly at random, in random order.
 fn pick_uniform<'a, T, R: Rng + ?Sized>(pool: &'a [T], amount: usize, rng: &mut R) -> Vec<&'a T> {
     let mut picked: Vec<&T> = if pool.len() <= amount {
@@ -106,6 +147,60 @@ mod tests {
             let picked = pick_answers(&[1], &[2, 3, 4], 8, WhenAllUnhealthy::ReturnUnhealthy, &mut rng);
             assert_eq!(picked, [&1]);
         }
+    }
+
+    /// Positions of the values in `zone`, as the index precomputes them.
+    fn near(values: &[(u32, &str)], zone: &str) -> Vec<usize> {
+        (0..values.len()).filter(|&i| values[i].1 == zone).collect()
+    }
+
+    #[test]
+    fn a_zone_with_enough_values_answers_alone() {
+        let healthy: Vec<(u32, &str)> = (0..30).map(|i| (i, ["a", "b", "c"][i as usize % 3])).collect();
+        let mut rng = rng();
+        for _ in 0..200 {
+            let in_a = near(&healthy, "a");
+            let picked = pick_answers_near(&healthy, &[], 8, WhenAllUnhealthy::ReturnUnhealthy, Some(&in_a), &mut rng);
+            assert_eq!(picked.len(), 8);
+            assert!(picked.iter().all(|v| v.1 == "a"), "{picked:?}");
+        }
+    }
+
+    #[test]
+    fn a_thin_zone_is_topped_up_from_the_others() {
+        // Zone a has 2 healthy values, fewer than half an answer: both, plus 6 others.
+        let mut healthy: Vec<(u32, &str)> = vec![(0, "a"), (1, "a")];
+        healthy.extend((2..30).map(|i| (i, if i % 2 == 0 { "b" } else { "c" })));
+        let mut rng = rng();
+        let mut far_zones = BTreeSet::new();
+        for _ in 0..200 {
+            let in_a = near(&healthy, "a");
+            let picked = pick_answers_near(&healthy, &[], 8, WhenAllUnhealthy::ReturnUnhealthy, Some(&in_a), &mut rng);
+            assert_eq!(picked.len(), 8);
+            assert_eq!(picked.iter().filter(|v| v.1 == "a").count(), 2);
+            far_zones.extend(picked.iter().map(|v| v.1));
+        }
+        assert_eq!(far_zones, BTreeSet::from(["a", "b", "c"]));
+        assert_eq!(same_zone_safeguard(8), 4);
+        assert_eq!(same_zone_safeguard(1), 1);
+    }
+
+    #[test]
+    fn an_unknown_or_empty_zone_is_plain_random() {
+        let healthy: Vec<(u32, &str)> = (0..16).map(|i| (i, if i < 8 { "b" } else { "c" })).collect();
+        let mut rng = rng();
+        let mut seen = BTreeSet::new();
+        for _ in 0..200 {
+            let in_a = near(&healthy, "a");
+            for client in [None, Some(in_a.as_slice())] {
+                let picked = pick_answers_near(&healthy, &[], 8, WhenAllUnhealthy::ReturnUnhealthy, client, &mut rng);
+                assert_eq!(picked.len(), 8);
+                seen.extend(picked.iter().map(|v| v.0));
+            }
+        }
+        assert_eq!(seen.len(), 16);
+        let none = pick_answers_near::<(u32, &str), _>(&[], &[(1, "a")], 8, WhenAllUnhealthy::ReturnNone, Some(&[]), &mut rng);
+        assert!(none.is_empty());
     }
 
     #[test]

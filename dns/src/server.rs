@@ -106,7 +106,7 @@ async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellation
             },
             () = shutdown.cancelled() => return,
         };
-        if let Some(response) = handle(&shared, &buffer[..len], Transport::Udp)
+        if let Some(response) = handle(&shared, &buffer[..len], Transport::Udp, peer)
             && let Err(error) = socket.send_to(&response.bytes, peer).await
         {
             tracing::debug!(%error, %peer, "UDP send failed");
@@ -142,7 +142,7 @@ async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Share
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             tokio::select! {
-                result = tcp_connection(stream, &shared, idle_timeout) => {
+                result = tcp_connection(stream, peer, &shared, idle_timeout) => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "TCP connection ended");
                     }
@@ -156,7 +156,7 @@ async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Share
 
 /// Length-prefixed requests on one connection (RFC 7766), answered in order, until the
 /// client closes it or sends nothing complete for `idle_timeout`.
-async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle_timeout: Duration) -> std::io::Result<()> {
+async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, idle_timeout: Duration) -> std::io::Result<()> {
     let mut buffer = Vec::with_capacity(512);
     loop {
         let read = async {
@@ -174,7 +174,7 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle_timeout: Du
                 return Ok(());
             }
         }
-        let Some(response) = handle(shared, &buffer, Transport::Tcp) else {
+        let Some(response) = handle(shared, &buffer, Transport::Tcp, peer) else {
             continue;
         };
         let len = u16::try_from(response.bytes.len()).unwrap_or(u16::MAX);
@@ -188,15 +188,17 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle_timeout: Du
 }
 
 /// One request through [`respond`], with metrics.
-fn handle(shared: &Shared, packet: &[u8], transport: Transport) -> Option<Response> {
+fn handle(shared: &Shared, packet: &[u8], transport: Transport, peer: SocketAddr) -> Option<Response> {
     let started = Instant::now();
     let index = shared.index.load();
+    let client_zones = shared.client_zones.load();
     let served = Served {
         index: &index,
         zones: &shared.zones,
+        client_zones: &client_zones,
         synced: shared.synced.load(Ordering::Acquire),
     };
-    let Some(response) = respond(packet, transport, served, &mut rand::rng()) else {
+    let Some(response) = respond(packet, transport, peer.ip(), served, &mut rand::rng()) else {
         shared.metrics.count_dropped("not_a_query");
         return None;
     };

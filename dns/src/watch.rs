@@ -19,12 +19,14 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use mvdns_api::MultiValueRecordSet;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
+use crate::topology::ClientZones;
 use crate::index::{Skipped, build_index};
 
 type Guarded = DeserializeGuard<MultiValueRecordSet>;
@@ -40,6 +42,7 @@ pub struct WatchConfig {
 
 /// Watches record sets and keeps `shared.index` current until `shutdown` is cancelled.
 pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone(), shutdown.clone()));
     let api: Api<Guarded> = match &config.namespace {
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::all(client),
@@ -78,6 +81,60 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
         }
     }
     let _ = rebuild.await;
+    let _ = nodes.await;
+}
+
+/// Keeps `shared.client_zones` current from the Nodes (addresses, pod CIDRs and zone
+/// labels only). Without permission to list Nodes the server still answers; zone-aware
+/// record sets then get plain random selection, and the error is logged.
+async fn watch_nodes(client: Client, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let (store, writer) = reflector::store();
+    let mut events = std::pin::pin!(
+        watch_stream(Api::<Node>::all(client), watcher::Config::default().any_semantic())
+            .backoff(ReconnectBackoff { next: ReconnectBackoff::FIRST })
+            .modify(strip_node)
+            .reflect(writer)
+    );
+    let mut listed = false;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = shutdown.cancelled() => return,
+        };
+        match event {
+            Some(Ok(Event::InitDone)) => listed = true,
+            Some(Ok(Event::Apply(_) | Event::Delete(_))) => {}
+            Some(Ok(Event::Init | Event::InitApply(_))) => continue,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "watching nodes failed; client zones are not updated");
+                continue;
+            }
+            None => return,
+        }
+        if listed {
+            let nodes = store.state();
+            let zones = ClientZones::from_nodes(nodes.iter().map(|n| n.as_ref()));
+            shared.client_zones.store(Arc::new(zones));
+        }
+    }
+}
+
+/// What the zone map needs of a Node: its labels, addresses and pod CIDRs.
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    if let Some(spec) = node.spec.as_mut() {
+        spec.taints = None;
+    }
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.conditions = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+        status.node_info = None;
+        status.capacity = None;
+        status.allocatable = None;
+    }
 }
 
 /// Retries after a failed watch: from 200 ms doubling up to 4 s, each with up to 50%

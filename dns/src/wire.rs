@@ -6,12 +6,16 @@
 //! its `Message`, so names, compression and EDNS follow one well-tested implementation.
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
+use std::net::IpAddr;
+
 use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use rand::Rng;
 
-use crate::answer::answer;
+use crate::answer::{Question, answer};
 use crate::index::Index;
+use crate::topology::ClientZones;
 use crate::zone::Zones;
 
 /// Which transport a request came on: it decides the response size limit.
@@ -40,6 +44,7 @@ pub struct Response {
 pub struct Served<'a> {
     pub index: &'a Index,
     pub zones: &'a Zones,
+    pub client_zones: &'a ClientZones,
     /// False until the first full sync: the server answers SERVFAIL then, so a resolver
     /// tries another server instead of caching an NXDOMAIN for a name that exists.
     pub synced: bool,
@@ -47,7 +52,13 @@ pub struct Served<'a> {
 
 /// Answers one request. `None` means drop it: too short to carry an ID, or not a query
 /// (answering responses would let two servers loop).
-pub fn respond<R: Rng + ?Sized>(packet: &[u8], transport: Transport, served: Served<'_>, rng: &mut R) -> Option<Response> {
+pub fn respond<R: Rng + ?Sized>(
+    packet: &[u8],
+    transport: Transport,
+    source: IpAddr,
+    served: Served<'_>,
+    rng: &mut R,
+) -> Option<Response> {
     let header = Header::read(&mut BinDecoder::new(packet)).ok()?;
     if header.metadata.message_type != MessageType::Query {
         return None;
@@ -73,13 +84,37 @@ pub fn respond<R: Rng + ?Sized>(packet: &[u8], transport: Transport, served: Ser
         return Some(finish(reply_to(&request, ResponseCode::ServFail), limit, query_type));
     }
 
-    let found = answer(served.index, served.zones, query.name(), query.query_type(), query.query_class(), rng);
+    let question = Question {
+        name: query.name(),
+        record_type: query.query_type(),
+        class: query.query_class(),
+    };
+    let subnet = client_subnet(&request);
+    let client = subnet.as_ref().map_or(source, ClientSubnet::addr);
+    let client_zone = served.client_zones.zone_of(client);
+    let found = answer(served.index, served.zones, &question, client_zone, rng);
     let mut response = reply_to(&request, found.rcode);
+    if let (Some(subnet), Some(edns)) = (subnet, response.edns.as_mut()) {
+        // RFC 7871 section 7.2.1: echo the option; the scope says how much of the
+        // address the answer depended on (none, unless zone-aware selection used it).
+        let scope = if found.zone_dependent { subnet.source_prefix() } else { 0 };
+        let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
+        edns.options_mut().insert(EdnsOption::Subnet(echoed));
+    }
     response.metadata.authoritative = found.authoritative;
     response.answers = found.answers;
     response.authorities = found.authorities;
     response.additionals = found.additionals;
     Some(finish(response, limit, query_type))
+}
+
+/// The EDNS Client Subnet option of the request, if any: the address of the client a
+/// resolver asks for (RFC 7871).
+fn client_subnet(request: &Message) -> Option<ClientSubnet> {
+    match request.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(subnet) => Some(subnet.clone()),
+        _ => None,
+    }
 }
 
 /// The response skeleton: ID, opcode, RD and the question echoed as asked; an OPT
@@ -177,6 +212,8 @@ mod tests {
     use crate::index::build_index;
     use crate::zone::ZoneSettings;
 
+    const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn zones() -> Zones {
         Zones::new(&ZoneSettings {
             apexes: vec!["example.internal.".into()],
@@ -216,12 +253,14 @@ mod tests {
 
     fn ask(index: &Index, packet: &[u8], transport: Transport) -> Option<Response> {
         let zones = zones();
+        let client_zones = ClientZones::default();
         let served = Served {
             index,
             zones: &zones,
+            client_zones: &client_zones,
             synced: true,
         };
-        respond(packet, transport, served, &mut StdRng::seed_from_u64(3))
+        respond(packet, transport, LOCALHOST, served, &mut StdRng::seed_from_u64(3))
     }
 
     #[test]
@@ -275,13 +314,15 @@ mod tests {
         two.add_query(Query::query(Name::from_ascii("b.example.internal.").expect("name"), RecordType::A));
         let response = ask(&index, &two.to_vec().expect("encode"), Transport::Udp).expect("answered");
         assert_eq!(response.rcode, ResponseCode::FormErr);
+        let client_zones = ClientZones::default();
         let unsynced = Served {
             index: &index,
             zones: &zones(),
+            client_zones: &client_zones,
             synced: false,
         };
         let packet = query("a.example.internal.", RecordType::A, None);
-        let response = respond(&packet, Transport::Udp, unsynced, &mut StdRng::seed_from_u64(1)).expect("answered");
+        let response = respond(&packet, Transport::Udp, LOCALHOST, unsynced, &mut StdRng::seed_from_u64(1)).expect("answered");
         assert_eq!(response.rcode, ResponseCode::ServFail, "never NXDOMAIN before the first sync");
     }
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::{DeserializeGuard, Selector, SelectorExt};
+use kube::core::{DeserializeGuard, PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -39,12 +39,16 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub pods: Store<Pod>,
+    /// Node metadata, for the topology zone of each pod's node.
+    pub nodes: Store<PartialObjectMeta<Node>>,
     pub record_sets: Store<Guarded>,
     pub checker: Arc<HealthChecker>,
     /// The last status written per record set (by uid). The store can lag our own
     /// writes; transitions (and their Events) are computed against what we last wrote,
     /// so a reconcile that reads a stale status cannot announce a transition twice.
     pub written: std::sync::Mutex<std::collections::HashMap<String, MultiValueRecordSetStatus>>,
+    /// When this controller started (leadership won).
+    pub started: Instant,
 }
 
 /// Runs the controller until `stop` is cancelled. Bursts of changes for one record set
@@ -56,6 +60,7 @@ pub async fn run(
     config: &OperatorConfig,
     stop: CancellationToken,
 ) {
+    let stop_nodes = stop.clone();
     let record_sets: Api<Guarded> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
 
@@ -65,6 +70,20 @@ pub async fn run(
         .modify(strip_pod)
         .reflect(pod_writer)
         .touched_objects();
+
+    // Node labels only (a metadata watch): the zone of each pod's node. A node's zone
+    // label practically never changes; a change is picked up at the next reconcile.
+    let (node_store, node_writer) = reflector::store();
+    let node_events = watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(node_writer)
+        .for_each(|_| async {});
+    tokio::spawn(async move {
+        tokio::select! {
+            () = node_events => {}
+            () = stop_nodes.cancelled() => {}
+        }
+    });
 
     let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().debounce(config.coalesce));
@@ -86,9 +105,11 @@ pub async fn run(
         recorder,
         metrics,
         pods: pod_store,
+        nodes: node_store,
         record_sets: rs_store,
         checker,
         written: Default::default(),
+        started: Instant::now(),
     });
     tokio::spawn(forget_deleted_sets(context.clone(), stop.clone()));
     controller
@@ -103,6 +124,31 @@ pub async fn run(
         .for_each(|_| async {})
         .await;
 }
+
+/// Whether the stores hold their initial lists. Checked without waiting: kube's
+/// `Store::wait_until_ready` wakes only the last of many concurrent waiters (its
+/// one-shot channel keeps a single waker), so a hundred reconciles awaiting it at
+/// start-up left all but one asleep for good. Node zones are optional: after
+/// `NODE_WAIT` without a node list (no permission to list Nodes, say), values go
+/// without zones rather than never.
+fn stores_ready(ctx: &Context) -> bool {
+    let ready = |wait: Option<Result<(), _>>| wait.is_some_and(|r| r.is_ok());
+    let nodes_ready = ready(ctx.nodes.wait_until_ready().now_or_never()) || ctx.started.elapsed() > NODE_WAIT;
+    ready(ctx.pods.wait_until_ready().now_or_never())
+        && ready(ctx.record_sets.wait_until_ready().now_or_never())
+        && nodes_ready
+}
+
+const NODE_WAIT: Duration = Duration::from_secs(10);
+
+/// The topology zone label of a node, if the node is known and has one.
+fn node_zone(nodes: &Store<PartialObjectMeta<Node>>, node: &str) -> Option<String> {
+    let node = nodes.get(&ObjectRef::new(node))?;
+    node.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned()
+}
+
+/// The well-known node label naming its zone.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// Reconciles never run for deleted objects, so their probes are stopped (and their
 /// last written status forgotten) here.
@@ -201,11 +247,10 @@ fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<Ob
 }
 
 async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Decide on complete data only: before both initial lists are in, a record set would
-    // see too few pods, or miss an older claim on its name. Returns at once after start-up.
-    let ready = async { tokio::join!(ctx.pods.wait_until_ready(), ctx.record_sets.wait_until_ready()) };
-    if let (Err(_), _) | (_, Err(_)) = ready.await {
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    // Decide on complete data only: before the initial lists are in, a record set would
+    // see too few pods, or miss an older claim on its name; ask again shortly.
+    if !stores_ready(&ctx) {
+        return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
@@ -221,7 +266,7 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     let namespace = record_set.namespace().unwrap_or_default();
     let name = record_set.name_any();
     let checks = ctx.checker.sync(&namespace, &name, wanted_checks(&record_set.spec));
-    let computed = compute_values(record_set, &ctx.pods, &checks);
+    let computed = compute_values(record_set, &ctx.pods, &ctx.nodes, &checks);
     let conflict = find_conflict(record_set, &ctx.record_sets);
     let input = StatusInput {
         generation: record_set.metadata.generation,
@@ -266,6 +311,7 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
 fn compute_values(
     record_set: &MultiValueRecordSet,
     pods: &Store<Pod>,
+    nodes: &Store<PartialObjectMeta<Node>>,
     checks: &std::collections::HashMap<String, crate::checks::CheckState>,
 ) -> ComputedValues {
     let spec = &record_set.spec;
@@ -278,7 +324,8 @@ fn compute_values(
                 let selected = selected
                     .iter()
                     .filter(|p| p.namespace() == namespace && selector.matches(p.labels()));
-                from_pods = values_from_pods(spec, selected.map(|p| p.as_ref()));
+                let zone_of_node = |node: &str| node_zone(nodes, node);
+                from_pods = values_from_pods(spec, selected.map(|p| p.as_ref()), zone_of_node);
             }
             Err(error) => from_pods
                 .problems

@@ -66,8 +66,13 @@ pub fn pod_port(pod: &Pod, port: &IntOrString) -> Option<u16> {
     }
 }
 
-/// Values from the selected pods. `pods` must already be filtered by the selector.
-pub fn values_from_pods<'a>(spec: &MultiValueRecordSetSpec, pods: impl IntoIterator<Item = &'a Pod>) -> ComputedValues {
+/// Values from the selected pods. `pods` must already be filtered by the selector;
+/// `zone_of_node` gives a node's topology zone (its `topology.kubernetes.io/zone` label).
+pub fn values_from_pods<'a>(
+    spec: &MultiValueRecordSetSpec,
+    pods: impl IntoIterator<Item = &'a Pod>,
+    zone_of_node: impl Fn(&str) -> Option<String>,
+) -> ComputedValues {
     let mut computed = ComputedValues::default();
     let mut pods_without_port = 0usize;
     let mut pod_count = 0usize;
@@ -85,13 +90,15 @@ pub fn values_from_pods<'a>(spec: &MultiValueRecordSetSpec, pods: impl IntoItera
         };
         let healthy = pod_is_healthy(pod);
         let source = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or_default());
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let zone = node.and_then(&zone_of_node);
         for ip in pod_addresses(pod, spec.record_type) {
             computed.values.push(ValueStatus {
                 value: ip.to_string(),
                 healthy,
                 source: source.clone(),
                 port,
-                zone: None,
+                zone: zone.clone(),
                 check: None,
             });
         }
@@ -269,7 +276,7 @@ mod tests {
         let spec = spec("SRV", json!({"port": "http", "podSelector": {}}));
         let mut other = pod("b", true, &["10.0.0.2"]);
         other.spec.as_mut().expect("spec").containers[0].ports = None;
-        let computed = values_from_pods(&spec, [&pod("a", true, &["10.0.0.1"]), &other]);
+        let computed = values_from_pods(&spec, [&pod("a", true, &["10.0.0.1"]), &other], |_| None);
         assert_eq!(computed.values.len(), 1);
         assert_eq!(computed.values[0].port, Some(8080));
         assert_eq!(computed.problems.len(), 1, "{:?}", computed.problems);
@@ -296,7 +303,7 @@ mod tests {
         let spec_a = spec("A", json!({"podSelector": {}, "values": [{"value": "10.0.0.2"}]}));
         let pods = [pod("p1", false, &["10.0.0.2"]), pod("p0", true, &["10.0.0.1"])];
         let merged = merge_values([
-            values_from_pods(&spec_a, &pods),
+            values_from_pods(&spec_a, &pods, |_| None),
             values_from_static(&spec_a, &HashMap::new()),
         ]);
         let summary: Vec<_> = merged.values.iter().map(|v| (v.value.as_str(), v.healthy)).collect();

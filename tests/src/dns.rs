@@ -3,13 +3,14 @@
 //! thousands of queries and exact packets), and `dig` (BIND's client) as an independent
 //! implementation.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use mvdns_server::Shared;
 use mvdns_server::server::{self, ServerConfig};
@@ -92,6 +93,8 @@ pub struct Ask {
     pub record_type: RecordType,
     /// `Some(size)` adds an OPT record advertising `size`; `None` sends plain DNS.
     pub edns_payload: Option<u16>,
+    /// An EDNS Client Subnet option (address, source prefix length).
+    pub client_subnet: Option<(IpAddr, u8)>,
 }
 
 impl Ask {
@@ -100,7 +103,13 @@ impl Ask {
             name: name.into(),
             record_type,
             edns_payload: Some(1232),
+            client_subnet: None,
         }
+    }
+
+    pub fn from_subnet(mut self, address: &str, prefix: u8) -> Self {
+        self.client_subnet = address.parse().ok().map(|a| (a, prefix));
+        self
     }
 
     pub fn without_edns(mut self) -> Self {
@@ -116,6 +125,9 @@ impl Ask {
         if let Some(size) = self.edns_payload {
             let mut edns = Edns::new();
             edns.set_max_payload(size);
+            if let Some((address, prefix)) = self.client_subnet {
+                edns.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(address, prefix, 0)));
+            }
             message.set_edns(edns);
         }
         Ok(message.to_vec()?)
@@ -124,7 +136,13 @@ impl Ask {
 
 /// One query over UDP (2 s timeout, no retry: loopback does not lose packets).
 pub async fn udp(server: SocketAddr, ask: &Ask) -> Result<Message> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    udp_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server, ask).await
+}
+
+/// One query over UDP from a chosen source address (any 127.0.0.0/8 address works on
+/// Linux loopback), as a client on a particular node would send it.
+pub async fn udp_from(source: IpAddr, server: SocketAddr, ask: &Ask) -> Result<Message> {
+    let socket = UdpSocket::bind((source, 0)).await?;
     let request = ask.encode()?;
     socket.send_to(&request, server).await?;
     let mut buffer = vec![0u8; 65535];
