@@ -312,6 +312,43 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     Ok(())
 }
 
+/// A DNS replica starting (or restarting) while clients ask: before its first full sync
+/// it answers SERVFAIL (a resolver tries another server), never NXDOMAIN for a name that
+/// exists, and `synced` (what `/readyz` reports) turns true only with the data in place.
+#[tokio::test]
+async fn a_starting_replica_never_denies_an_existing_name() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-start").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(&env, &ns.name, "web", json!({"name": name, "type": "A", "values": [{"value": "192.0.2.7"}]})).await?;
+    let record_sets: Api<MultiValueRecordSet> = ns.api();
+    wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 1).await?;
+    let ask = Ask::new(&name, RecordType::A);
+    for _ in 0..3 {
+        let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+        let mut codes = BTreeMap::new();
+        loop {
+            let synced_before = dns.shared.synced.load(std::sync::atomic::Ordering::Acquire);
+            let response = udp(dns.address, &ask).await?;
+            let code = response.metadata.response_code;
+            *codes.entry(code.to_string()).or_insert(0u32) += 1;
+            match code {
+                ResponseCode::ServFail => assert!(!synced_before, "SERVFAIL after the first sync"),
+                ResponseCode::NoError => {
+                    assert_eq!(answer_data(&response), ["192.0.2.7"]);
+                    break;
+                }
+                other => panic!("a starting replica answered {other} for an existing name"),
+            }
+        }
+        println!("answers while starting: {codes:?}");
+        dns.stop().await;
+    }
+    operator.stop().await;
+    Ok(())
+}
+
 async fn testenv_command(env: &TestEnv, command: &str) -> Result<()> {
     let status = tokio::process::Command::new(workspace_root().join("hack/testenv.sh"))
         .arg(command)
