@@ -27,8 +27,14 @@ fn main() {
     let thin_a = positions(&thin, "zone-a");
     let top_up = time(|| pick_answers_near(&thin, &[], 8, when, Some(&thin_a), &mut rng).len());
     println!("plain random, 8 of 64:          {plain:6.1} ns per answer");
-    println!("same zone (22 of 64 in zone):   {near:6.1} ns per answer (+{:.1} ns)", near - plain);
-    println!("same zone, 2 left + top-up:     {top_up:6.1} ns per answer (+{:.1} ns)", top_up - plain);
+    println!(
+        "same zone (22 of 64 in zone):   {near:6.1} ns per answer (+{:.1} ns)",
+        near - plain
+    );
+    println!(
+        "same zone, 2 left + top-up:     {top_up:6.1} ns per answer (+{:.1} ns)",
+        top_up - plain
+    );
 }
 
 fn positions(values: &[(u32, &str)], zone: &str) -> Vec<usize> {

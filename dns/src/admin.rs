@@ -31,6 +31,9 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str)
     if shared.synced.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first full sync of record sets")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first full sync of record sets",
+        )
     }
 }

@@ -63,7 +63,11 @@ pub fn answer<R: Rng + ?Sized>(
     client_zone: Option<&str>,
     rng: &mut R,
 ) -> Answer {
-    let Question { name, record_type, class } = *question;
+    let Question {
+        name,
+        record_type,
+        class,
+    } = *question;
     let lower = LowerName::new(name);
     let Some(zone) = zones.zone_of(&lower) else {
         return Answer::refused();
@@ -72,7 +76,7 @@ pub fn answer<R: Rng + ?Sized>(
         return Answer::refused();
     }
     let at_apex = lower == zone.apex;
-    let node = index.node(&lower);
+    let node = index.node(name);
     if node.is_none() && !at_apex {
         return Answer::negative(ResponseCode::NXDomain, zone, index.serial);
     }
@@ -198,7 +202,10 @@ mod tests {
         let values: Vec<_> = (1..=20)
             .map(|i| json!({"value": format!("192.0.2.{i}"), "healthy": i <= 5, "source": format!("pod/p{i}")}))
             .collect();
-        index(json!({"name": "web.example.internal", "type": "A", "podSelector": {}}), json!(values))
+        index(
+            json!({"name": "web.example.internal", "type": "A", "podSelector": {}}),
+            json!(values),
+        )
     }
 
     #[test]
@@ -245,7 +252,12 @@ mod tests {
         let values: BTreeSet<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
         let healthy: BTreeSet<String> = (1..=5).map(|i| format!("192.0.2.{i}")).collect();
         assert_eq!(values, healthy);
-        assert!(answer.answers.iter().all(|r| r.name.to_string() == "WeB.example.INTERNAL."));
+        assert!(
+            answer
+                .answers
+                .iter()
+                .all(|r| r.name.to_string() == "WeB.example.INTERNAL.")
+        );
         assert!(answer.authoritative);
     }
 
@@ -280,7 +292,10 @@ mod tests {
             json!([{"value": "2001:db8::7", "healthy": true, "source": "pod/a", "port": 8080}]),
         );
         let answer = ask(&index, "_http._tcp.web.example.internal.", RecordType::SRV);
-        assert_eq!(answer.answers[0].data.to_string(), "0 1 8080 2001-db8--7._http._tcp.web.example.internal.");
+        assert_eq!(
+            answer.answers[0].data.to_string(),
+            "0 1 8080 2001-db8--7._http._tcp.web.example.internal."
+        );
         assert_eq!(answer.additionals.len(), 1);
         assert_eq!(answer.additionals[0].data.to_string(), "2001:db8::7");
         let ent = ask(&index, "_tcp.web.example.internal.", RecordType::A);

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType as DnsType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
 use mvdns_api::value::{RecordData, parse_value};
 use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
@@ -26,6 +27,10 @@ use crate::zone::Zones;
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub record: Record,
+    /// The record in wire form without its owner name: TYPE, CLASS, TTL, RDLENGTH and
+    /// RDATA, encoded once per rebuild by hickory-proto for the fast path
+    /// ([`crate::fast`]), which prefixes a compression pointer to the question.
+    pub wire: Box<[u8]>,
     pub glue: Option<Record>,
     /// Topology zone of the endpoint, when the status knows it.
     pub zone: Option<String>,
@@ -43,6 +48,8 @@ pub struct RrSet {
     pub unhealthy: Vec<Entry>,
     /// With `prefer_same_zone`: the positions in `healthy` of each zone's values.
     pub healthy_by_zone: HashMap<String, Vec<usize>>,
+    /// Some value carries glue (SRV to pods): answers need an additional section.
+    pub has_glue: bool,
 }
 
 /// A name in a zone. No RRsets means the name exists only because names below it do
@@ -77,7 +84,9 @@ pub enum Skipped {
 /// Everything the server answers from, rebuilt whole on every change.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    pub names: HashMap<LowerName, Node>,
+    /// Keyed by the lower-case wire form of the name ([`name_key`]), so the fast path
+    /// can look up a question's bytes without building a `Name`.
+    pub names: HashMap<NameKey, Node>,
     /// SOA serial: the Unix time of the rebuild, so it grows with every change.
     pub serial: u32,
     pub record_sets_served: usize,
@@ -86,9 +95,44 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn node(&self, name: &LowerName) -> Option<&Node> {
-        self.names.get(name)
+    pub fn node(&self, name: &Name) -> Option<&Node> {
+        self.names.get(&name_key(name))
     }
+
+    /// The node of a name given as lower-case wire bytes.
+    pub fn node_by_key(&self, key: &[u8]) -> Option<&Node> {
+        self.names.get(key)
+    }
+}
+
+/// A name as lower-case wire bytes: length-prefixed labels and the root's zero byte.
+pub type NameKey = Box<[u8]>;
+
+pub fn name_key(name: &Name) -> NameKey {
+    let mut key = Vec::with_capacity(usize::from(name.len()) + 2);
+    for label in name.iter() {
+        key.push(u8::try_from(label.len()).unwrap_or(u8::MAX));
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    key.into_boxed_slice()
+}
+
+/// A record's TYPE, CLASS, TTL, RDLENGTH and RDATA (no owner name), as hickory-proto
+/// encodes them.
+fn wire_without_owner(record: &Record) -> Box<[u8]> {
+    let mut rdata = Vec::with_capacity(32);
+    let mut encoder = BinEncoder::new(&mut rdata);
+    // Encoding data we built ourselves from parsed values cannot fail; an empty RDATA
+    // would only make the fast path decline the record set.
+    let _ = record.data.emit(&mut encoder);
+    let mut wire = Vec::with_capacity(10 + rdata.len());
+    wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+    wire.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    wire.extend_from_slice(&record.ttl.to_be_bytes());
+    wire.extend_from_slice(&u16::try_from(rdata.len()).unwrap_or(0).to_be_bytes());
+    wire.extend_from_slice(&rdata);
+    wire.into_boxed_slice()
 }
 
 /// Builds the index from every record set the watcher holds.
@@ -122,7 +166,10 @@ pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: 
             });
             continue;
         }
-        groups.entry((claim.name.clone(), rs.spec.record_type)).or_default().push(rs);
+        groups
+            .entry((claim.name.clone(), rs.spec.record_type))
+            .or_default()
+            .push(rs);
     }
 
     for ((name, record_type), sets) in &groups {
@@ -143,7 +190,7 @@ pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: 
         add_with_ancestors(&mut index.names, &owner, zones).rrsets.push(rrset);
     }
     for zone in zones.iter() {
-        index.names.entry(zone.apex.clone()).or_default();
+        index.names.entry(name_key(&zone.apex_name)).or_default();
     }
     index
 }
@@ -151,7 +198,12 @@ pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: 
 /// The RRset of one (name, type) group. Settings combine towards the safe side: the
 /// lowest TTL and `maxAnswers`, and fail-open (`ReturnUnhealthy`, Route 53's behaviour)
 /// if any set of the group asks for it; zone preference if any set asks for it.
-fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordSet], skipped: &mut Vec<Skipped>) -> RrSet {
+fn group_rrset(
+    owner: &Name,
+    record_type: RecordType,
+    sets: &[&MultiValueRecordSet],
+    skipped: &mut Vec<Skipped>,
+) -> RrSet {
     let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
     let max_answers = sets.iter().map(|rs| rs.spec.max_answers).min().unwrap_or(8).clamp(1, 8);
     let when_all_unhealthy = if sets
@@ -194,14 +246,17 @@ fn group_rrset(owner: &Name, record_type: RecordType, sets: &[&MultiValueRecordS
             }
         }
     }
+    let unhealthy: Vec<Entry> = unhealthy.into_values().collect();
+    let has_glue = healthy.iter().chain(&unhealthy).any(|e| e.glue.is_some());
     RrSet {
         record_type: dns_type(record_type),
         max_answers: usize::from(max_answers),
         when_all_unhealthy,
         prefer_same_zone,
         healthy,
-        unhealthy: unhealthy.into_values().collect(),
+        unhealthy,
         healthy_by_zone,
+        has_glue,
     }
 }
 
@@ -214,8 +269,10 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
         let target = pod_target(owner, ip)?;
         let glue = Record::from_rdata(target.clone(), ttl, address_rdata(ip));
         let srv = RData::SRV(SRV::new(0, 1, port, target));
+        let record = Record::from_rdata(owner.clone(), ttl, srv);
         return Some(Entry {
-            record: Record::from_rdata(owner.clone(), ttl, srv),
+            wire: wire_without_owner(&record),
+            record,
             glue: Some(glue),
             zone: None,
         });
@@ -234,8 +291,10 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
         } => RData::SRV(SRV::new(priority, weight, port, parse_name(&target)?)),
         RecordData::Txt(text) => RData::TXT(TXT::new(txt_strings(&text))),
     };
+    let record = Record::from_rdata(owner.clone(), ttl, rdata);
     Some(Entry {
-        record: Record::from_rdata(owner.clone(), ttl, rdata),
+        wire: wire_without_owner(&record),
+        record,
         glue: None,
         zone: None,
     })
@@ -271,10 +330,10 @@ fn txt_strings(text: &str) -> Vec<String> {
 }
 
 /// SRV targets synthesized for pods answer A/AAAA queries too.
-fn add_glue_names(names: &mut HashMap<LowerName, Node>, rrset: &RrSet) {
+fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) {
     for entry in rrset.healthy.iter().chain(&rrset.unhealthy) {
         let Some(glue) = &entry.glue else { continue };
-        let node = names.entry(LowerName::new(&glue.name)).or_default();
+        let node = names.entry(name_key(&glue.name)).or_default();
         if node.rrset(glue.record_type()).is_none() {
             node.rrsets.push(RrSet {
                 record_type: glue.record_type(),
@@ -282,27 +341,29 @@ fn add_glue_names(names: &mut HashMap<LowerName, Node>, rrset: &RrSet) {
                 when_all_unhealthy: WhenAllUnhealthy::ReturnUnhealthy,
                 prefer_same_zone: false,
                 healthy: vec![Entry {
+                    wire: wire_without_owner(glue),
                     record: glue.clone(),
                     glue: None,
                     zone: None,
                 }],
                 unhealthy: Vec::new(),
                 healthy_by_zone: HashMap::new(),
+                has_glue: false,
             });
         }
     }
 }
 
 /// The node of `name`, creating it and every empty non-terminal up to its zone's apex.
-fn add_with_ancestors<'a>(names: &'a mut HashMap<LowerName, Node>, name: &Name, zones: &Zones) -> &'a mut Node {
+fn add_with_ancestors<'a>(names: &'a mut HashMap<NameKey, Node>, name: &Name, zones: &Zones) -> &'a mut Node {
     if let Some(zone) = zones.zone_of(&LowerName::new(name)) {
         let mut parent = name.base_name();
         while parent.num_labels() > zone.apex_name.num_labels() {
-            names.entry(LowerName::new(&parent)).or_default();
+            names.entry(name_key(&parent)).or_default();
             parent = parent.base_name();
         }
     }
-    names.entry(LowerName::new(name)).or_default()
+    names.entry(name_key(name)).or_default()
 }
 
 fn parse_name(fqdn: &str) -> Option<Name> {
@@ -344,7 +405,13 @@ mod tests {
         .expect("zones")
     }
 
-    fn record_set(namespace: &str, object: &str, created: &str, spec: serde_json::Value, values: serde_json::Value) -> MultiValueRecordSet {
+    fn record_set(
+        namespace: &str,
+        object: &str,
+        created: &str,
+        spec: serde_json::Value,
+        values: serde_json::Value,
+    ) -> MultiValueRecordSet {
         serde_json::from_value(json!({
             "apiVersion": "mvdns.io/v1alpha1",
             "kind": "MultiValueRecordSet",
@@ -355,8 +422,8 @@ mod tests {
         .expect("record set")
     }
 
-    fn lower(name: &str) -> LowerName {
-        LowerName::new(&Name::from_ascii(name).expect("name"))
+    fn lower(name: &str) -> Name {
+        Name::from_ascii(name).expect("name")
     }
 
     #[test]
@@ -391,7 +458,12 @@ mod tests {
             record_set: "b/web".into(),
             owner: "a".into()
         }));
-        assert!(index.skipped.iter().any(|s| matches!(s, Skipped::InvalidValue { value, .. } if value == "not-an-ip")));
+        assert!(
+            index
+                .skipped
+                .iter()
+                .any(|s| matches!(s, Skipped::InvalidValue { value, .. } if value == "not-an-ip"))
+        );
         assert_eq!(index.record_sets_served, 1);
     }
 
@@ -420,13 +492,20 @@ mod tests {
         assert_eq!(rrset.max_answers, 2);
         assert!(rrset.healthy.iter().all(|e| e.record.ttl == 10));
         let pod = rrset.healthy.iter().find(|e| e.glue.is_some()).expect("pod value");
-        assert_eq!(pod.record.data.to_string(), "0 1 8080 10-0-0-7._http._tcp.web.example.internal.");
+        assert_eq!(
+            pod.record.data.to_string(),
+            "0 1 8080 10-0-0-7._http._tcp.web.example.internal."
+        );
         let glue = index
             .node(&lower("10-0-0-7._http._tcp.web.example.internal."))
             .and_then(|n| n.rrset(DnsType::A))
             .expect("target answers A");
         assert_eq!(glue.healthy[0].record.data.to_string(), "10.0.0.7");
-        for ent in ["_tcp.web.example.internal.", "web.example.internal.", "example.internal."] {
+        for ent in [
+            "_tcp.web.example.internal.",
+            "web.example.internal.",
+            "example.internal.",
+        ] {
             assert!(index.node(&lower(ent)).is_some_and(|n| n.rrsets.is_empty()), "{ent}");
         }
     }

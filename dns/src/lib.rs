@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod fast;
 pub mod index;
 pub mod metrics;
 pub mod select;

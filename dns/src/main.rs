@@ -13,7 +13,10 @@ use mvdns_server::{Shared, admin};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Authoritative DNS for MultiValueRecordSets: random healthy values per answer")]
+#[command(
+    version,
+    about = "Authoritative DNS for MultiValueRecordSets: random healthy values per answer"
+)]
 struct Args {
     /// Zones to serve (apex names); several allowed, comma-separated in the env var.
     #[arg(long = "zone", env = "MVDNS_ZONES", value_delimiter = ',', required = true)]

@@ -6,13 +6,40 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+/// The label of a query type: the types mvdns serves and the usual others by name, the
+/// rest as `other`, so a flood of odd types cannot grow the metric without bound.
+fn qtype_label(record_type: RecordType) -> &'static str {
+    match record_type {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::SRV => "SRV",
+        RecordType::MX => "MX",
+        RecordType::TXT => "TXT",
+        RecordType::CNAME => "CNAME",
+        RecordType::NS => "NS",
+        RecordType::SOA => "SOA",
+        RecordType::ANY => "ANY",
+        RecordType::PTR => "PTR",
+        RecordType::HTTPS => "HTTPS",
+        RecordType::AXFR => "AXFR",
+        RecordType::IXFR => "IXFR",
+        _ => "other",
+    }
+}
+
+/// Static strings: counting a query allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueryLabels {
-    /// Query type (`A`, `SRV`, ...), `none` for requests that did not decode.
-    pub qtype: String,
-    pub rcode: String,
-    pub transport: String,
+    /// Query type (`A`, `SRV`, ...), `other` for the rest, `none` for requests that did
+    /// not decode.
+    pub qtype: &'static str,
+    pub rcode: &'static str,
+    pub transport: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,7 +79,11 @@ impl Default for Metrics {
             index_builds: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("queries", "Queries answered, by type, rcode and transport", metrics.queries.clone());
+        registry.register(
+            "queries",
+            "Queries answered, by type, rcode and transport",
+            metrics.queries.clone(),
+        );
         registry.register(
             "query_duration_seconds",
             "Time from a decoded request to its encoded response",
@@ -64,14 +95,26 @@ impl Default for Metrics {
             "Requests not answered, by reason (not a query, too short, TCP connection limit, timeout)",
             metrics.dropped.clone(),
         );
-        registry.register("record_sets_served", "Record sets in the served index", metrics.record_sets_served.clone());
-        registry.register("values_served", "Values (healthy or not) in the served index", metrics.values_served.clone());
+        registry.register(
+            "record_sets_served",
+            "Record sets in the served index",
+            metrics.record_sets_served.clone(),
+        );
+        registry.register(
+            "values_served",
+            "Values (healthy or not) in the served index",
+            metrics.values_served.clone(),
+        );
         registry.register(
             "skipped",
             "Record sets or values not served in the current index, by reason",
             metrics.skipped.clone(),
         );
-        registry.register("synced", "1 once the first full sync with the API server is done", metrics.synced.clone());
+        registry.register(
+            "synced",
+            "1 once the first full sync with the API server is done",
+            metrics.synced.clone(),
+        );
         registry.register(
             "last_sync_timestamp_seconds",
             "Unix time of the last index rebuild from a watch event",
@@ -83,8 +126,30 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn count_query(&self, record_type: RecordType, rcode: ResponseCode, transport: &'static str, took: Duration) {
+        self.query_duration.observe(took.as_secs_f64());
+        let labels = QueryLabels {
+            qtype: qtype_label(record_type),
+            rcode: rcode.to_str(),
+            transport,
+        };
+        self.queries.get_or_create(&labels).inc();
+    }
+
+    pub fn count_undecoded(&self, rcode: ResponseCode, transport: &'static str, took: Duration) {
+        self.query_duration.observe(took.as_secs_f64());
+        let labels = QueryLabels {
+            qtype: "none",
+            rcode: rcode.to_str(),
+            transport,
+        };
+        self.queries.get_or_create(&labels).inc();
+    }
+
     pub fn count_dropped(&self, reason: &str) {
-        self.dropped.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        self.dropped
+            .get_or_create(&ReasonLabels { reason: reason.into() })
+            .inc();
     }
 
     /// The text exposition format.

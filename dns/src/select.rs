@@ -51,11 +51,17 @@ pub fn pick_answers_near<'a, T, R: Rng + ?Sized>(
         return pick_answers(healthy, unhealthy, max_answers, when_all_unhealthy, rng);
     };
     if near.len() >= same_zone_safeguard(max_answers) {
-        return pick_uniform(near, max_answers, rng).into_iter().map(|&i| &healthy[i]).collect();
+        return pick_uniform(near, max_answers, rng)
+            .into_iter()
+            .map(|&i| &healthy[i])
+            .collect();
     }
     let mut picked: Vec<&T> = near.iter().map(|&i| &healthy[i]).collect();
     picked.shuffle(rng);
-    let far: Vec<&T> = (0..healthy.len()).filter(|i| !near.contains(i)).map(|i| &healthy[i]).collect();
+    let far: Vec<&T> = (0..healthy.len())
+        .filter(|i| !near.contains(i))
+        .map(|i| &healthy[i])
+        .collect();
     let fill = max_answers.saturating_sub(picked.len());
     picked.extend(pick_uniform(&far, fill, rng).into_iter().copied());
     picked
@@ -72,7 +78,10 @@ fn pick_uniform<'a, T, R: Rng + ?Sized>(pool: &'a [T], amount: usize, rng: &mut 
     let mut picked: Vec<&T> = if pool.len() <= amount {
         pool.iter().collect()
     } else {
-        index::sample(rng, pool.len(), amount).into_iter().map(|i| &pool[i]).collect()
+        index::sample(rng, pool.len(), amount)
+            .into_iter()
+            .map(|i| &pool[i])
+            .collect()
     };
     // `index::sample` already returns its indices in random order, but does not promise
     // it for every algorithm it may choose; shuffling eight references costs nothing.
@@ -160,7 +169,14 @@ mod tests {
         let mut rng = rng();
         for _ in 0..200 {
             let in_a = near(&healthy, "a");
-            let picked = pick_answers_near(&healthy, &[], 8, WhenAllUnhealthy::ReturnUnhealthy, Some(&in_a), &mut rng);
+            let picked = pick_answers_near(
+                &healthy,
+                &[],
+                8,
+                WhenAllUnhealthy::ReturnUnhealthy,
+                Some(&in_a),
+                &mut rng,
+            );
             assert_eq!(picked.len(), 8);
             assert!(picked.iter().all(|v| v.1 == "a"), "{picked:?}");
         }
@@ -175,7 +191,14 @@ mod tests {
         let mut far_zones = BTreeSet::new();
         for _ in 0..200 {
             let in_a = near(&healthy, "a");
-            let picked = pick_answers_near(&healthy, &[], 8, WhenAllUnhealthy::ReturnUnhealthy, Some(&in_a), &mut rng);
+            let picked = pick_answers_near(
+                &healthy,
+                &[],
+                8,
+                WhenAllUnhealthy::ReturnUnhealthy,
+                Some(&in_a),
+                &mut rng,
+            );
             assert_eq!(picked.len(), 8);
             assert_eq!(picked.iter().filter(|v| v.1 == "a").count(), 2);
             far_zones.extend(picked.iter().map(|v| v.1));
@@ -199,7 +222,8 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 16);
-        let none = pick_answers_near::<(u32, &str), _>(&[], &[(1, "a")], 8, WhenAllUnhealthy::ReturnNone, Some(&[]), &mut rng);
+        let none =
+            pick_answers_near::<(u32, &str), _>(&[], &[(1, "a")], 8, WhenAllUnhealthy::ReturnNone, Some(&[]), &mut rng);
         assert!(none.is_empty());
     }
 

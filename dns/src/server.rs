@@ -19,8 +19,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::QueryLabels;
-use crate::wire::{Response, Served, Transport, respond};
+use hickory_proto::op::ResponseCode;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::fast::answer_fast;
+use crate::wire::{Served, Transport, respond};
 use crate::{Error, Shared};
 
 /// Socket settings (flags / chart values).
@@ -94,6 +98,8 @@ async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellation
     // 4096 bytes: nothing larger is a sensible query; longer datagrams are cut and then
     // fail to decode (FORMERR).
     let mut buffer = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(1232);
+    let mut rng = SmallRng::from_os_rng();
     loop {
         let (len, peer) = tokio::select! {
             received = socket.recv_from(&mut buffer) => match received {
@@ -106,8 +112,8 @@ async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellation
             },
             () = shutdown.cancelled() => return,
         };
-        if let Some(response) = handle(&shared, &buffer[..len], Transport::Udp, peer)
-            && let Err(error) = socket.send_to(&response.bytes, peer).await
+        if handle(&shared, &buffer[..len], Transport::Udp, peer, &mut rng, &mut out)
+            && let Err(error) = socket.send_to(&out, peer).await
         {
             tracing::debug!(%error, %peer, "UDP send failed");
         }
@@ -156,8 +162,15 @@ async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Share
 
 /// Length-prefixed requests on one connection (RFC 7766), answered in order, until the
 /// client closes it or sends nothing complete for `idle_timeout`.
-async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, idle_timeout: Duration) -> std::io::Result<()> {
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    idle_timeout: Duration,
+) -> std::io::Result<()> {
     let mut buffer = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(512);
+    let mut rng = SmallRng::from_os_rng();
     loop {
         let read = async {
             let len = stream.read_u16().await?;
@@ -174,49 +187,60 @@ async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared
                 return Ok(());
             }
         }
-        let Some(response) = handle(shared, &buffer, Transport::Tcp, peer) else {
+        if !handle(shared, &buffer, Transport::Tcp, peer, &mut rng, &mut out) {
             continue;
-        };
-        let len = u16::try_from(response.bytes.len()).unwrap_or(u16::MAX);
-        let mut framed = Vec::with_capacity(response.bytes.len() + 2);
+        }
+        let len = u16::try_from(out.len()).unwrap_or(u16::MAX);
+        let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(&response.bytes);
+        framed.extend_from_slice(&out);
         tokio::time::timeout(idle_timeout, stream.write_all(&framed))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read"))??;
     }
 }
 
-/// One request through [`respond`], with metrics.
-fn handle(shared: &Shared, packet: &[u8], transport: Transport, peer: SocketAddr) -> Option<Response> {
+/// One request: the fast path ([`answer_fast`]) when it can, else [`respond`]; the
+/// response goes into `out`. Returns whether there is something to send.
+fn handle(
+    shared: &Shared,
+    packet: &[u8],
+    transport: Transport,
+    peer: SocketAddr,
+    rng: &mut SmallRng,
+    out: &mut Vec<u8>,
+) -> bool {
     let started = Instant::now();
     let index = shared.index.load();
+    let synced = shared.synced.load(Ordering::Acquire);
+    let transport_label = match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    };
+    let metrics = &shared.metrics;
+    if synced && let Some(record_type) = answer_fast(packet, transport, &index, rng, out) {
+        metrics.count_query(record_type, ResponseCode::NoError, transport_label, started.elapsed());
+        return true;
+    }
     let client_zones = shared.client_zones.load();
     let served = Served {
         index: &index,
         zones: &shared.zones,
         client_zones: &client_zones,
-        synced: shared.synced.load(Ordering::Acquire),
+        synced,
     };
-    let Some(response) = respond(packet, transport, peer.ip(), served, &mut rand::rng()) else {
-        shared.metrics.count_dropped("not_a_query");
-        return None;
+    let Some(response) = respond(packet, transport, peer.ip(), served, rng) else {
+        metrics.count_dropped("not_a_query");
+        return false;
     };
-    let metrics = &shared.metrics;
-    metrics.query_duration.observe(started.elapsed().as_secs_f64());
-    metrics
-        .queries
-        .get_or_create(&QueryLabels {
-            qtype: response.query_type.map_or_else(|| "none".into(), |t| t.to_string()),
-            rcode: response.rcode.to_str().into(),
-            transport: match transport {
-                Transport::Udp => "udp".into(),
-                Transport::Tcp => "tcp".into(),
-            },
-        })
-        .inc();
     if response.truncated {
         metrics.truncated.inc();
     }
-    Some(response)
+    *out = response.bytes;
+    let query_type = response.query_type;
+    match query_type {
+        Some(record_type) => metrics.count_query(record_type, response.rcode, transport_label, started.elapsed()),
+        None => metrics.count_undecoded(response.rcode, transport_label, started.elapsed()),
+    }
+    true
 }

@@ -33,7 +33,11 @@ impl Network {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => same_prefix(u128::from(net), u128::from(ip), self.prefix),
             _ => false,
         }
@@ -63,8 +67,16 @@ impl ClientZones {
             let Some(zone) = node.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)) else {
                 continue;
             };
-            let addresses = node.status.iter().flat_map(|s| s.addresses.iter().flatten()).map(|a| a.address.as_str());
-            let pod_cidrs = node.spec.iter().flat_map(|s| s.pod_cidrs.iter().flatten()).map(String::as_str);
+            let addresses = node
+                .status
+                .iter()
+                .flat_map(|s| s.addresses.iter().flatten())
+                .map(|a| a.address.as_str());
+            let pod_cidrs = node
+                .spec
+                .iter()
+                .flat_map(|s| s.pod_cidrs.iter().flatten())
+                .map(String::as_str);
             for network in addresses.chain(pod_cidrs).filter_map(Network::parse) {
                 networks.push((network, zone.clone()));
             }

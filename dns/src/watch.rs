@@ -14,20 +14,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
-use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use mvdns_api::MultiValueRecordSet;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
-use crate::topology::ClientZones;
 use crate::index::{Skipped, build_index};
+use crate::topology::ClientZones;
 
 type Guarded = DeserializeGuard<MultiValueRecordSet>;
 
@@ -61,7 +61,9 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
 
     let mut events = std::pin::pin!(
         watch_stream(api, watcher::Config::default().any_semantic())
-            .backoff(ReconnectBackoff { next: ReconnectBackoff::FIRST })
+            .backoff(ReconnectBackoff {
+                next: ReconnectBackoff::FIRST
+            })
             .reflect(writer)
     );
     loop {
@@ -91,7 +93,9 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, shutdown: Cancellation
     let (store, writer) = reflector::store();
     let mut events = std::pin::pin!(
         watch_stream(Api::<Node>::all(client), watcher::Config::default().any_semantic())
-            .backoff(ReconnectBackoff { next: ReconnectBackoff::FIRST })
+            .backoff(ReconnectBackoff {
+                next: ReconnectBackoff::FIRST
+            })
             .modify(strip_node)
             .reflect(writer)
     );
@@ -208,7 +212,10 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared) {
             ),
         }
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let index = build_index(&record_sets, &shared.zones, u32::try_from(now).unwrap_or(u32::MAX));
     for skipped in &index.skipped {
         tracing::debug!(?skipped, "not served");

@@ -65,7 +65,13 @@ pub fn respond<R: Rng + ?Sized>(
     }
     let request = match Message::from_vec(packet) {
         Ok(request) => request,
-        Err(_) => return Some(error_response(header.metadata.id, header.metadata.op_code, ResponseCode::FormErr)),
+        Err(_) => {
+            return Some(error_response(
+                header.metadata.id,
+                header.metadata.op_code,
+                ResponseCode::FormErr,
+            ));
+        }
     };
     // The client's advertised size bounds UDP responses; the OPT we send advertises ours.
     let limit = size_limit(transport, request.edns.as_ref().map(Edns::max_payload));
@@ -97,7 +103,11 @@ pub fn respond<R: Rng + ?Sized>(
     if let (Some(subnet), Some(edns)) = (subnet, response.edns.as_mut()) {
         // RFC 7871 section 7.2.1: echo the option; the scope says how much of the
         // address the answer depended on (none, unless zone-aware selection used it).
-        let scope = if found.zone_dependent { subnet.source_prefix() } else { 0 };
+        let scope = if found.zone_dependent {
+            subnet.source_prefix()
+        } else {
+            0
+        };
         let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
         edns.options_mut().insert(EdnsOption::Subnet(echoed));
     }
@@ -271,7 +281,10 @@ mod tests {
         garbage.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01]); // a name pointing at itself
         let formerr = ask(&index, &garbage, Transport::Udp).expect("answered");
         let decoded = Message::from_vec(&formerr.bytes).expect("decodes");
-        assert_eq!((decoded.metadata.id, decoded.metadata.response_code), (0xabcd, ResponseCode::FormErr));
+        assert_eq!(
+            (decoded.metadata.id, decoded.metadata.response_code),
+            (0xabcd, ResponseCode::FormErr)
+        );
         let mut response = query("a.example.internal.", RecordType::A, None);
         response[2] |= 0x80; // QR: a response
         assert!(ask(&index, &response, Transport::Udp).is_none());
@@ -293,11 +306,20 @@ mod tests {
         for (edns, limit) in [(None, 512), (Some(4096), 1232), (Some(100), 512)] {
             let packet = query("text.example.internal.", RecordType::TXT, edns);
             let response = ask(&index, &packet, Transport::Udp).expect("answered");
-            assert!(response.truncated && response.bytes.len() <= limit, "{edns:?}: {}", response.bytes.len());
+            assert!(
+                response.truncated && response.bytes.len() <= limit,
+                "{edns:?}: {}",
+                response.bytes.len()
+            );
             let decoded = Message::from_vec(&response.bytes).expect("decodes");
             assert_eq!(decoded.edns.is_some(), edns.is_some(), "OPT echoed when asked");
         }
-        let tcp = ask(&index, &query("text.example.internal.", RecordType::TXT, None), Transport::Tcp).expect("answered");
+        let tcp = ask(
+            &index,
+            &query("text.example.internal.", RecordType::TXT, None),
+            Transport::Tcp,
+        )
+        .expect("answered");
         assert!(!tcp.truncated);
         assert_eq!(Message::from_vec(&tcp.bytes).expect("decodes").answers.len(), 8);
     }
@@ -310,8 +332,14 @@ mod tests {
         let response = ask(&index, &notify, Transport::Udp).expect("answered");
         assert_eq!(response.rcode, ResponseCode::NotImp);
         let mut two = Message::query();
-        two.add_query(Query::query(Name::from_ascii("a.example.internal.").expect("name"), RecordType::A));
-        two.add_query(Query::query(Name::from_ascii("b.example.internal.").expect("name"), RecordType::A));
+        two.add_query(Query::query(
+            Name::from_ascii("a.example.internal.").expect("name"),
+            RecordType::A,
+        ));
+        two.add_query(Query::query(
+            Name::from_ascii("b.example.internal.").expect("name"),
+            RecordType::A,
+        ));
         let response = ask(&index, &two.to_vec().expect("encode"), Transport::Udp).expect("answered");
         assert_eq!(response.rcode, ResponseCode::FormErr);
         let client_zones = ClientZones::default();
@@ -322,7 +350,18 @@ mod tests {
             synced: false,
         };
         let packet = query("a.example.internal.", RecordType::A, None);
-        let response = respond(&packet, Transport::Udp, LOCALHOST, unsynced, &mut StdRng::seed_from_u64(1)).expect("answered");
-        assert_eq!(response.rcode, ResponseCode::ServFail, "never NXDOMAIN before the first sync");
+        let response = respond(
+            &packet,
+            Transport::Udp,
+            LOCALHOST,
+            unsynced,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .expect("answered");
+        assert_eq!(
+            response.rcode,
+            ResponseCode::ServFail,
+            "never NXDOMAIN before the first sync"
+        );
     }
 }

@@ -63,7 +63,11 @@ impl Zone {
             self.negative_ttl,
         );
         // RFC 2308 section 3: the SOA in a negative answer carries min(TTL, MINIMUM).
-        Record::from_rdata(self.apex_name.clone(), self.negative_ttl.min(self.apex_ttl), RData::SOA(soa))
+        Record::from_rdata(
+            self.apex_name.clone(),
+            self.negative_ttl.min(self.apex_ttl),
+            RData::SOA(soa),
+        )
     }
 
     pub fn ns_records(&self) -> Vec<Record> {
@@ -127,7 +131,11 @@ impl Zones {
 
 /// Parses a configured name as a lower-case FQDN.
 fn fqdn(name: &str) -> Result<Name, Error> {
-    let with_dot = if name.ends_with('.') { name.to_owned() } else { format!("{name}.") };
+    let with_dot = if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    };
     Name::from_ascii(&with_dot)
         .map(|n| n.to_lowercase())
         .map_err(|e| Error::Config(format!("{name:?} is not a DNS name: {e}")))

@@ -66,10 +66,13 @@ fn check(packet: &[u8], transport: Transport, index: &Index, zones: &Zones) -> R
     let Some(response) = respond(packet, transport, source, served, &mut rng) else {
         return Ok(());
     };
-    let decoded = Message::from_vec(&response.bytes).map_err(|e| TestCaseError::fail(format!("undecodable answer: {e}")))?;
+    let decoded =
+        Message::from_vec(&response.bytes).map_err(|e| TestCaseError::fail(format!("undecodable answer: {e}")))?;
     prop_assert_eq!(decoded.metadata.message_type, MessageType::Response);
     prop_assert_eq!(decoded.metadata.id, u16::from_be_bytes([packet[0], packet[1]]));
-    let client_payload = Message::from_vec(packet).ok().and_then(|m| m.edns.map(|e| e.max_payload()));
+    let client_payload = Message::from_vec(packet)
+        .ok()
+        .and_then(|m| m.edns.map(|e| e.max_payload()));
     prop_assert!(response.bytes.len() <= size_limit(transport, client_payload).max(512));
     Ok(())
 }

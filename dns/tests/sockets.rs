@@ -40,7 +40,10 @@ async fn start(max_tcp_connections: usize, idle: Duration) -> (SocketAddr, Arc<S
 fn soa_query() -> Vec<u8> {
     let mut message = Message::query();
     message.metadata.id = 4242;
-    message.add_query(Query::query(Name::from_ascii("example.internal.").expect("name"), RecordType::SOA));
+    message.add_query(Query::query(
+        Name::from_ascii("example.internal.").expect("name"),
+        RecordType::SOA,
+    ));
     message.to_vec().expect("encode")
 }
 
@@ -70,7 +73,10 @@ async fn tcp_soa(stream: &mut TcpStream) -> std::io::Result<Message> {
 async fn tcp_connections_are_bounded_and_idle_ones_closed() {
     let (server, shared, shutdown) = start(2, Duration::from_millis(800)).await;
     // Two clients hold connections open without sending anything (slow-loris style).
-    let mut held = [TcpStream::connect(server).await.expect("connect"), TcpStream::connect(server).await.expect("connect")];
+    let mut held = [
+        TcpStream::connect(server).await.expect("connect"),
+        TcpStream::connect(server).await.expect("connect"),
+    ];
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A third connection is closed at once; UDP keeps answering meanwhile.
     let mut third = TcpStream::connect(server).await.expect("connect");
@@ -81,7 +87,11 @@ async fn tcp_connections_are_bounded_and_idle_ones_closed() {
     // After the idle timeout the server closes silent connections and frees the slots.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut byte = [0u8; 1];
-    assert_eq!(held[1].read(&mut byte).await.expect("closed cleanly"), 0, "idle connection closed");
+    assert_eq!(
+        held[1].read(&mut byte).await.expect("closed cleanly"),
+        0,
+        "idle connection closed"
+    );
     let mut fresh = TcpStream::connect(server).await.expect("connect");
     assert_eq!(tcp_soa(&mut fresh).await.expect("answer").answers.len(), 1);
     let metrics = shared.metrics.encode();
@@ -110,7 +120,8 @@ async fn hostile_packets_get_formerr_or_nothing_and_others_are_still_answered() 
     for packet in &hostile {
         socket.send_to(packet, server).await.expect("send");
         let mut buffer = vec![0u8; 4096];
-        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await {
+        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await
+        {
             let answer = Message::from_vec(&buffer[..len]).expect("the server's own answer decodes");
             assert_eq!(answer.metadata.response_code, ResponseCode::FormErr, "{packet:?}");
         }
