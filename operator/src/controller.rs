@@ -74,10 +74,13 @@ pub async fn run(
     // Node labels only (a metadata watch): the zone of each pod's node. A node's zone
     // label practically never changes; a change is picked up at the next reconcile.
     let (node_store, node_writer) = reflector::store();
-    let node_events = watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(node_writer)
-        .for_each(|_| async {});
+    let node_events = watcher(
+        Api::<PartialObjectMeta<Node>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(node_writer)
+    .for_each(|_| async {});
     tokio::spawn(async move {
         tokio::select! {
             () = node_events => {}

@@ -126,7 +126,8 @@ impl Ask {
             let mut edns = Edns::new();
             edns.set_max_payload(size);
             if let Some((address, prefix)) = self.client_subnet {
-                edns.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(address, prefix, 0)));
+                edns.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::new(address, prefix, 0)));
             }
             message.set_edns(edns);
         }
@@ -198,7 +199,12 @@ pub async fn dig(server: SocketAddr, args: &[&str]) -> Result<String> {
 }
 
 /// Asks over UDP until `done` holds for the answer (every 50 ms, at most `limit`).
-pub async fn wait_answer(server: SocketAddr, ask: &Ask, limit: Duration, done: impl Fn(&Message) -> bool) -> Result<Message> {
+pub async fn wait_answer(
+    server: SocketAddr,
+    ask: &Ask,
+    limit: Duration,
+    done: impl Fn(&Message) -> bool,
+) -> Result<Message> {
     let deadline = Instant::now() + limit;
     loop {
         let response = udp(server, ask).await?;
@@ -206,7 +212,11 @@ pub async fn wait_answer(server: SocketAddr, ask: &Ask, limit: Duration, done: i
             return Ok(response);
         }
         if Instant::now() > deadline {
-            bail!("{} {} did not get the expected answer within {limit:?}; last: {response}", ask.name, ask.record_type);
+            bail!(
+                "{} {} did not get the expected answer within {limit:?}; last: {response}",
+                ask.name,
+                ask.record_type
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -135,9 +135,12 @@ impl TestNamespace {
         // default ServiceAccount, which happens shortly after the namespace appears.
         let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
         let has_default = |sa: Option<&k8s_openapi::api::core::v1::ServiceAccount>| sa.is_some();
-        tokio::time::timeout(Duration::from_secs(30), await_condition(accounts, "default", has_default))
-            .await
-            .with_context(|| format!("namespace {name} got no default ServiceAccount within 30s"))??;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(accounts, "default", has_default),
+        )
+        .await
+        .with_context(|| format!("namespace {name} got no default ServiceAccount within 30s"))??;
         Ok(Self {
             name,
             client: client.clone(),
@@ -270,7 +273,12 @@ pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {
     let rendered = tokio::process::Command::new(env.bin_dir.join("helm"))
         .args(["template", namespace, "--namespace", namespace])
         // Only the ServiceAccounts and RBAC: the binaries run as test processes.
-        .args(["--show-only", "templates/rbac-operator.yaml", "--show-only", "templates/rbac-dns.yaml"])
+        .args([
+            "--show-only",
+            "templates/rbac-operator.yaml",
+            "--show-only",
+            "templates/rbac-dns.yaml",
+        ])
         .arg(workspace_root().join("charts/mvdns"))
         .output()
         .await?;

@@ -51,8 +51,20 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     let few = create_ready_pods(&pod_api, &pods("few", 20, "few")).await?;
     let web = format!("web.{}.example.internal.", ns.name);
     let small = format!("small.{}.example.internal.", ns.name);
-    apply_record_set(&env, &ns.name, "web", json!({"name": web, "type": "A", "podSelector": {"matchLabels": {"app": "many"}}})).await?;
-    apply_record_set(&env, &ns.name, "small", json!({"name": small, "type": "A", "podSelector": {"matchLabels": {"app": "few"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": web, "type": "A", "podSelector": {"matchLabels": {"app": "many"}}}),
+    )
+    .await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "small",
+        json!({"name": small, "type": "A", "podSelector": {"matchLabels": {"app": "few"}}}),
+    )
+    .await?;
 
     // 64 healthy values: 8 distinct per answer, all of them healthy pod IPs.
     let ask = Ask::new(&web, RecordType::A);
@@ -62,7 +74,11 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     for _ in 0..queries {
         let response = udp(dns.address, &ask).await?;
         let picked = answer_data(&response);
-        assert_eq!(picked.iter().collect::<BTreeSet<_>>().len(), 8, "8 distinct values: {picked:?}");
+        assert_eq!(
+            picked.iter().collect::<BTreeSet<_>>().len(),
+            8,
+            "8 distinct values: {picked:?}"
+        );
         for value in picked {
             assert!(many.contains(&value), "{value} is not a healthy pod IP");
             *counts.entry(value).or_default() += 1;
@@ -74,8 +90,14 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     // falsely about once in a million runs.
     assert_eq!(counts.len(), 64, "every value appears");
     let expected = f64::from(queries * 8) / 64.0;
-    let chi2: f64 = counts.values().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
-    assert!(chi2 < 131.7, "chi-square {chi2:.1} says the picks are not uniform: {counts:?}");
+    let chi2: f64 = counts
+        .values()
+        .map(|&c| (f64::from(c) - expected).powi(2) / expected)
+        .sum();
+    assert!(
+        chi2 < 131.7,
+        "chi-square {chi2:.1} says the picks are not uniform: {counts:?}"
+    );
     println!("64 values, {queries} answers: chi-square {chi2:.1} (63 df, limit 131.7)");
 
     // 5 healthy of 20: exactly those 5, over UDP, TCP and dig.
@@ -119,14 +141,38 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     let name = |label: &str| format!("{label}.{zone}");
     let long = format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), name("long"));
     let sets = [
-        ("open", json!({"name": name("open"), "type": "A", "podSelector": {"matchLabels": {"app": "down"}}})),
-        ("closed", json!({"name": name("closed"), "type": "A", "whenAllUnhealthy": "ReturnNone", "podSelector": {"matchLabels": {"app": "down"}}})),
-        ("alias", json!({"name": name("alias"), "type": "CNAME", "values": [{"value": "a.example.com."}, {"value": "b.example.com."}]})),
-        ("srv", json!({"name": name("_http._tcp.svc"), "type": "SRV", "port": "http", "podSelector": {"matchLabels": {"app": "up"}}})),
-        ("mail", json!({"name": name("mail"), "type": "MX", "values": [{"value": "10 mx1.example.com."}, {"value": "20 mx2.example.com."}]})),
-        ("deleg", json!({"name": name("deleg"), "type": "NS", "values": [{"value": "ns1.example.com."}]})),
-        ("text", json!({"name": name("text"), "type": "TXT", "values": (0..8).map(|i| json!({"value": format!("{i}{}", "x".repeat(199))})).collect::<Vec<_>>()})),
-        ("long", json!({"name": long, "type": "AAAA", "values": (1..=8).map(|i| json!({"value": format!("2001:db8::{i}")})).collect::<Vec<_>>()})),
+        (
+            "open",
+            json!({"name": name("open"), "type": "A", "podSelector": {"matchLabels": {"app": "down"}}}),
+        ),
+        (
+            "closed",
+            json!({"name": name("closed"), "type": "A", "whenAllUnhealthy": "ReturnNone", "podSelector": {"matchLabels": {"app": "down"}}}),
+        ),
+        (
+            "alias",
+            json!({"name": name("alias"), "type": "CNAME", "values": [{"value": "a.example.com."}, {"value": "b.example.com."}]}),
+        ),
+        (
+            "srv",
+            json!({"name": name("_http._tcp.svc"), "type": "SRV", "port": "http", "podSelector": {"matchLabels": {"app": "up"}}}),
+        ),
+        (
+            "mail",
+            json!({"name": name("mail"), "type": "MX", "values": [{"value": "10 mx1.example.com."}, {"value": "20 mx2.example.com."}]}),
+        ),
+        (
+            "deleg",
+            json!({"name": name("deleg"), "type": "NS", "values": [{"value": "ns1.example.com."}]}),
+        ),
+        (
+            "text",
+            json!({"name": name("text"), "type": "TXT", "values": (0..8).map(|i| json!({"value": format!("{i}{}", "x".repeat(199))})).collect::<Vec<_>>()}),
+        ),
+        (
+            "long",
+            json!({"name": long, "type": "AAAA", "values": (1..=8).map(|i| json!({"value": format!("2001:db8::{i}")})).collect::<Vec<_>>()}),
+        ),
     ];
     for (object, spec) in sets {
         apply_record_set(&env, &ns.name, object, spec).await?;
@@ -138,13 +184,22 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     let a = |n: &str| Ask::new(n, RecordType::A);
 
     // Wait until the last record set is served, then check every case at once.
-    wait_answer(dns.address, &Ask::new(&long, RecordType::AAAA), LIMIT, |m| m.answers.len() == 8).await?;
+    wait_answer(dns.address, &Ask::new(&long, RecordType::AAAA), LIMIT, |m| {
+        m.answers.len() == 8
+    })
+    .await?;
 
     // Outside every zone: REFUSED, never a resolver.
     let refused = udp(dns.address, &a("example.com.")).await?;
-    assert_eq!((refused.metadata.response_code, refused.metadata.authoritative), (ResponseCode::Refused, false));
+    assert_eq!(
+        (refused.metadata.response_code, refused.metadata.authoritative),
+        (ResponseCode::Refused, false)
+    );
     // Unknown name: NXDOMAIN with the SOA (negative TTL 30 s); other type: NODATA + SOA.
-    for (ask, rcode) in [(a(&name("nothing")), ResponseCode::NXDomain), (Ask::new(&name("open"), RecordType::TXT), ResponseCode::NoError)] {
+    for (ask, rcode) in [
+        (a(&name("nothing")), ResponseCode::NXDomain),
+        (Ask::new(&name("open"), RecordType::TXT), ResponseCode::NoError),
+    ] {
         for response in [udp(dns.address, &ask).await?, tcp(dns.address, &ask).await?] {
             assert_eq!(response.metadata.response_code, rcode, "{}", ask.name);
             assert!(response.answers.is_empty() && response.metadata.authoritative);
@@ -153,7 +208,11 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
         }
     }
     let other_zone = udp(dns.address, &Ask::new("other.test.", RecordType::SOA)).await?;
-    assert_eq!(other_zone.answers[0].record_type(), RecordType::SOA, "second zone has its apex");
+    assert_eq!(
+        other_zone.answers[0].record_type(),
+        RecordType::SOA,
+        "second zone has its apex"
+    );
     let ns_records = udp(dns.address, &Ask::new("example.internal.", RecordType::NS)).await?;
     assert_eq!(answer_data(&ns_records), ["ns.example.internal."]);
     // ANY is answered minimally (RFC 8482): one RRset.
@@ -164,7 +223,10 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     let open = udp(dns.address, &a(&name("open"))).await?;
     assert_eq!(answer_data(&open), ips(&down).into_iter().collect::<Vec<_>>());
     let closed = udp(dns.address, &a(&name("closed"))).await?;
-    assert_eq!((closed.metadata.response_code, closed.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(
+        (closed.metadata.response_code, closed.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
 
     // CNAME: one target per answer, also for an A query; both targets over time.
     let mut targets = BTreeSet::new();
@@ -200,7 +262,11 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     assert!(plain.metadata.truncation && plain.answers.len() < 8);
     let edns = udp(dns.address, &text).await?;
     assert!(edns.metadata.truncation, "1.6 kB does not fit 1232 bytes");
-    assert_eq!(edns.edns.as_ref().map(|e| e.max_payload()), Some(1232), "OPT echoed with our size");
+    assert_eq!(
+        edns.edns.as_ref().map(|e| e.max_payload()),
+        Some(1232),
+        "OPT echoed with our size"
+    );
     assert_eq!(tcp(dns.address, &text).await?.answers.len(), 8);
     let dug = dig(dns.address, &["+ignore", "+noedns", "+short", &name("text"), "TXT"]).await?;
     assert!(dug.lines().count() < 8, "dig sees a truncated UDP answer");
@@ -271,7 +337,13 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     let pod_api: Api<Pod> = ns.api();
     let web = create_ready_pods(&pod_api, &pods("web", 4, "web")).await?;
     let name = format!("web.{}.example.internal.", ns.name);
-    apply_record_set(&env, &ns.name, "web", json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}}),
+    )
+    .await?;
     let ask = Ask::new(&name, RecordType::A);
     let all: Vec<String> = ips(&web).into_iter().collect();
     wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == all).await?;
@@ -290,8 +362,16 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     testenv_command(&env, "apiserver-start").await?;
-    println!("answered {answered} queries during the 30 s outage, {} wrong", wrong.len());
-    assert!(wrong.is_empty(), "{} of {answered} answers wrong, first: {}", wrong.len(), wrong[0]);
+    println!(
+        "answered {answered} queries during the 30 s outage, {} wrong",
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} of {answered} answers wrong, first: {}",
+        wrong.len(),
+        wrong[0]
+    );
     assert!(answered > 100);
 
     // After the API server returns, a change is served again.
@@ -321,7 +401,13 @@ async fn a_starting_replica_never_denies_an_existing_name() -> Result<()> {
     let Fixture { env, ns } = fixture("dns-start").await?;
     let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
     let name = format!("web.{}.example.internal.", ns.name);
-    apply_record_set(&env, &ns.name, "web", json!({"name": name, "type": "A", "values": [{"value": "192.0.2.7"}]})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "values": [{"value": "192.0.2.7"}]}),
+    )
+    .await?;
     let record_sets: Api<MultiValueRecordSet> = ns.api();
     wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 1).await?;
     let ask = Ask::new(&name, RecordType::A);

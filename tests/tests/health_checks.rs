@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mvdns_api::{CheckResult, MultiValueRecordSet, MultiValueRecordSetStatus, ValueStatus};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
+use mvdns_api::{CheckResult, MultiValueRecordSet, MultiValueRecordSetStatus, ValueStatus};
 use mvdns_tests::dns::{Ask, RunningDns, answer_data, wait_answer};
 use mvdns_tests::endpoints::{Behaviour, Endpoint};
 use mvdns_tests::operator::*;
@@ -180,13 +180,19 @@ async fn checks_follow_real_endpoints() -> Result<()> {
     let mut notes = Vec::new();
     for _ in 0..100 {
         let list = events.list(&Default::default()).await?.items;
-        notes = list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect();
+        notes = list
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect();
         if announced(&notes, "ValueUnhealthy") && announced(&notes, "ValueHealthy") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(announced(&notes, "ValueUnhealthy") && announced(&notes, "ValueHealthy"), "{notes:?}");
+    assert!(
+        announced(&notes, "ValueUnhealthy") && announced(&notes, "ValueHealthy"),
+        "{notes:?}"
+    );
 
     // Probes stop with their record set.
     let metrics_before = metric_value(

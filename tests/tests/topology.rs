@@ -32,7 +32,9 @@ async fn client_node(env: &TestEnv, name: &str, zone: &str, address: &str) -> Re
     }))?;
     nodes.create(&PostParams::default(), &node).await?;
     let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": address}]}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(())
 }
 
@@ -55,7 +57,11 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     let pod_api: Api<Pod> = ns.api();
     // Six pods per zone: kwok-node-<i> is in ZONES[i].
     let specs: Vec<PodSpec> = (0..18)
-        .map(|i| PodSpec::new(format!("web-{i}")).label("app", "web").on_node(&format!("kwok-node-{}", i % 3)))
+        .map(|i| {
+            PodSpec::new(format!("web-{i}"))
+                .label("app", "web")
+                .on_node(&format!("kwok-node-{}", i % 3))
+        })
         .collect();
     let pods = create_ready_pods(&pod_api, &specs).await?;
     let mut zone_of: BTreeMap<String, &str> = BTreeMap::new();
@@ -78,12 +84,18 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
         assert_eq!(value.zone.as_deref(), zone_of.get(&value.value).copied(), "{value:?}");
     }
     let zones_in = |answer: &hickory_proto::op::Message| -> BTreeSet<&str> {
-        answer_data(answer).iter().filter_map(|ip| zone_of.get(ip).copied()).collect()
+        answer_data(answer)
+            .iter()
+            .filter_map(|ip| zone_of.get(ip).copied())
+            .collect()
     };
     let ask = Ask::new(&name, RecordType::A);
     let from_node_a: IpAddr = "127.0.0.9".parse()?;
     // The DNS server learns the client node's zone from its Node watch.
-    wait_answer(dns.address, &ask.clone().from_subnet("10.244.0.0", 24), LIMIT, |m| m.answers.len() == 6).await?;
+    wait_answer(dns.address, &ask.clone().from_subnet("10.244.0.0", 24), LIMIT, |m| {
+        m.answers.len() == 6
+    })
+    .await?;
 
     // Zone a has 6 healthy values (>= half an answer): a client in zone a gets only
     // those, whether found by its source address or by ECS; ECS overrides the source.
@@ -93,15 +105,25 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
         let by_source = udp_from(from_node_a, dns.address, &ask).await?;
         assert_eq!(by_source.answers.len(), 6);
         assert_eq!(zones_in(&by_source), BTreeSet::from(["zone-a"]));
-        same_zone += answer_data(&by_source).iter().filter(|ip| zone_of.get(*ip) == Some(&"zone-a")).count();
+        same_zone += answer_data(&by_source)
+            .iter()
+            .filter(|ip| zone_of.get(*ip) == Some(&"zone-a"))
+            .count();
         total += by_source.answers.len();
     }
     let by_ecs = udp(dns.address, &ask.clone().from_subnet("10.244.0.0", 24)).await?;
     assert_eq!(zones_in(&by_ecs), BTreeSet::from(["zone-a"]));
-    let scope = by_ecs.edns.as_ref().and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet).cloned());
+    let scope = by_ecs
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet).cloned());
     assert!(scope.is_some(), "ECS is echoed");
     let overridden = udp_from(from_node_a, dns.address, &ask.clone().from_subnet("10.244.16.0", 24)).await?;
-    assert_eq!(zones_in(&overridden), BTreeSet::from(["zone-b"]), "ECS wins over the source address");
+    assert_eq!(
+        zones_in(&overridden),
+        BTreeSet::from(["zone-b"]),
+        "ECS wins over the source address"
+    );
     println!("client in zone a: {same_zone} of {total} answered values from zone a");
 
     // An unknown client (127.0.0.1 is no node's address) gets plain uniform selection.
@@ -112,10 +134,17 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
         }
     }
     assert_eq!(seen.len(), 18, "every value appears for an unknown client");
-    let share_a = f64::from(seen.iter().filter(|(ip, _)| zone_of.get(*ip) == Some(&"zone-a")).map(|(_, c)| *c).sum::<u32>())
-        / f64::from(seen.values().sum::<u32>());
+    let share_a = f64::from(
+        seen.iter()
+            .filter(|(ip, _)| zone_of.get(*ip) == Some(&"zone-a"))
+            .map(|(_, c)| *c)
+            .sum::<u32>(),
+    ) / f64::from(seen.values().sum::<u32>());
     // 2400 picks, p = 1/3 each for zone a: sd ~ 0.0096; 0.25..0.42 is about 9 sd.
-    assert!((0.25..0.42).contains(&share_a), "unknown client: zone a share {share_a:.3}");
+    assert!(
+        (0.25..0.42).contains(&share_a),
+        "unknown client: zone a share {share_a:.3}"
+    );
 
     // Zone a loses four pods: its two survivors are fewer than half an answer, so both
     // stay and the answer is filled from zones b and c.
@@ -124,7 +153,12 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     }
     wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 14).await?;
     let topped_up = wait_answer(dns.address, &ask.clone().from_subnet("10.244.0.0", 24), LIMIT, |m| {
-        answer_data(m).iter().filter(|ip| zone_of.get(*ip) == Some(&"zone-a")).count() == 2 && m.answers.len() == 8
+        answer_data(m)
+            .iter()
+            .filter(|ip| zone_of.get(*ip) == Some(&"zone-a"))
+            .count()
+            == 2
+            && m.answers.len() == 8
     })
     .await?;
     assert!(zones_in(&topped_up).len() >= 2);

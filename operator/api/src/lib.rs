@@ -26,7 +26,11 @@ pub const CHART_CRD_FILE: &str = "charts/mvdns/crds/mvdns.io_multivaluerecordset
 fn drop_unsigned_formats(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            if map.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("uint")) {
+            if map
+                .get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with("uint"))
+            {
                 map.remove("format");
             }
             map.values_mut().for_each(drop_unsigned_formats);

@@ -4,7 +4,9 @@
 #[test]
 fn committed_crds_match_the_types() {
     for file in [mvdns_api::CRD_FILE, mvdns_api::CHART_CRD_FILE] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(file);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == mvdns_api::crd_yaml(),
