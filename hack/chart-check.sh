@@ -10,7 +10,11 @@
 # starts one): helm install --dry-run=server and kubectl apply --dry-run=server in a fresh
 # namespace, then Pod Security "restricted" enforced on it and the pods of both Deployments
 # and of the helm test created with --dry-run=server (a non-compliant control pod must be
-# rejected). The namespaces are deleted at the end.
+# rejected). Then least privilege: the chart's RBAC (cluster scope, and namespaces scope)
+# applied for real and `kubectl auth can-i --as=system:serviceaccount:...` asked what each
+# ServiceAccount can and cannot do (DNS: read record sets only; operator: status patches,
+# pod reads, Events, its own Lease; neither: secrets, spec writes, pod writes). The
+# namespaces and cluster RBAC are deleted at the end.
 LOG_TAG=chart-check
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,8 +24,10 @@ CHART="$ROOT/charts/mvdns"
 CI_VALUES="$CHART/ci/test-values.yaml"
 WORK=$(mktemp -d)
 namespaces=()
+applied=() # manifests applied for real (cluster-scoped RBAC): deleted at the end
 cleanup() {
-  local ns
+  local ns f
+  for f in "${applied[@]}"; do kubectl delete -f "$f" --wait=false --ignore-not-found >/dev/null 2>&1 || true; done
   for ns in "${namespaces[@]}"; do kubectl delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
@@ -41,8 +47,11 @@ d="$WORK/default.yaml"
 [ "$(count "$d" '^kind: ServiceAccount$')" = 2 ] || die "default render: want 2 ServiceAccounts"
 expect "$d" '^  name: mvdns-operator$' "default render: ServiceAccount/ClusterRole mvdns-operator"
 expect "$d" '^  name: mvdns-dns$' "default render: ServiceAccount/ClusterRole mvdns-dns"
-[ "$(count "$d" '^kind: ClusterRole$')" = 2 ] || die "default render: want 2 ClusterRoles"
-[ "$(count "$d" '^kind: ClusterRoleBinding$')" = 2 ] || die "default render: want 2 ClusterRoleBindings"
+# Per binary: its rules, and a read-only one on Nodes (topology; cluster-scoped in both scopes).
+[ "$(count "$d" '^kind: ClusterRole$')" = 4 ] || die "default render: want 4 ClusterRoles"
+[ "$(count "$d" '^kind: ClusterRoleBinding$')" = 4 ] || die "default render: want 4 ClusterRoleBindings"
+expect "$d" '^  name: mvdns-operator-nodes$' "default render: ClusterRole mvdns-operator-nodes"
+expect "$d" '^  name: mvdns-dns-nodes$' "default render: ClusterRole mvdns-dns-nodes"
 expect "$d" '^  name: mvdns-operator-leader-election$' "default render: leader-election Role"
 [ "$(count "$d" '^kind: Deployment$')" = 2 ] || die "default render: want 2 Deployments"
 expect "$d" '^kind: PodDisruptionBudget$' "default render: PDB"
@@ -70,7 +79,8 @@ helm template mvdns-ci "$CHART" --namespace mvdns-ci -f "$CI_VALUES" >"$WORK/ci.
 c="$WORK/ci.yaml"
 [ "$(count "$c" '^kind: ServiceMonitor$')" = 2 ] || die "test render: want 2 ServiceMonitors"
 [ "$(count "$c" '^kind: NetworkPolicy$')" = 2 ] || die "test render: want 2 NetworkPolicies"
-[ "$(count "$c" '^kind: ClusterRole')" = 0 ] || die "test render: rbac.scope=namespaces must not render cluster RBAC"
+[ "$(count "$c" '^kind: ClusterRole')" = 4 ] || die "test render: rbac.scope=namespaces: only the Nodes ClusterRoles and bindings"
+[ "$(count "$c" '^  name: mvdns-ci-(dns|operator)-nodes$')" = 4 ] || die "test render: rbac.scope=namespaces: cluster RBAC other than on Nodes"
 [ "$(count "$c" '^  namespace: mvdns-ci-apps$')" = 4 ] || die "test render: want Role+RoleBinding per binary in mvdns-ci-apps"
 expect "$c" 'topologySpreadConstraints:' "test render: topology spread"
 expect "$c" 'requiredDuringSchedulingIgnoredDuringExecution' "test render: required anti-affinity"
@@ -228,4 +238,117 @@ PY
     || { cat "$WORK/$f-test.log" >&2; die "the helm test pod is rejected by Pod Security restricted ($f)"; }
   log "   $f: Deployments, their pods and the test pod admitted under restricted"
 done
+
+log "8. least privilege: kubectl auth can-i as the chart's ServiceAccounts"
+# The chart's ServiceAccounts and RBAC applied for real (the tests run the binaries with
+# these identities; here we ask the authorizer what else they could do). Release = the
+# namespace's name, so the ClusterRoles do not collide; they are deleted at the end.
+RB="mvdns-rbac-check-$$"
+RB_APPS="$RB-apps"   # the one namespace of the rbac.scope=namespaces release
+RB_OTHER="$RB-other" # a namespace nobody was granted anything in
+namespaces+=("$RB" "$RB_APPS" "$RB_OTHER")
+for ns in "$RB" "$RB_APPS" "$RB_OTHER"; do kubectl create namespace "$ns" >/dev/null; done
+rbac_only=(-s templates/rbac-operator.yaml -s templates/rbac-dns.yaml)
+helm template "$RB" "$CHART" --namespace "$RB" "${rbac_only[@]}" >"$WORK/rbac-cluster.yaml"
+helm template "$RB-scoped" "$CHART" --namespace "$RB" "${rbac_only[@]}" \
+  --set rbac.scope=namespaces --set "rbac.namespaces={$RB_APPS}" >"$WORK/rbac-scoped.yaml"
+for f in rbac-cluster rbac-scoped; do
+  applied+=("$WORK/$f.yaml")
+  kubectl apply -f "$WORK/$f.yaml" >"$WORK/$f.log" 2>&1 || { cat "$WORK/$f.log" >&2; die "kubectl apply of the chart's RBAC failed ($f)"; }
+done
+MVRS=multivaluerecordsets.mvdns.io
+checks=0
+# can_i yes|no ACCOUNT VERB RESOURCE [--subresource=S] (-A | -n NS): asks the API server's
+# authorizer (SubjectAccessReview through impersonation: the user
+# system:serviceaccount:$RB:ACCOUNT with its ServiceAccount groups) and fails naming the
+# verb, resource and scope when the answer is not the expected one.
+can_i() {
+  local want=$1 account=$2 verb=$3 resource=$4; shift 4
+  local got what
+  what="$verb $resource${1:+ $*}"
+  what=${what/ -A/ in all namespaces}; what=${what/ -n / in namespace }; what=${what/ --subresource=//}
+  got=$(kubectl auth can-i "$verb" "$resource" "$@" --as="system:serviceaccount:$RB:$account" 2>"$WORK/can-i.err") || true
+  case "$got" in
+    yes | no) ;;
+    *) cat "$WORK/can-i.err" >&2; die "kubectl auth can-i $verb $resource $* as $account gave no yes/no answer" ;;
+  esac
+  if [ "$got" != "$want" ]; then
+    [ "$want" = yes ] && die "RBAC too narrow: ServiceAccount $account cannot $what, which it needs"
+    die "RBAC too broad: ServiceAccount $account can $what, which it must not"
+  fi
+  checks=$((checks + 1))
+}
+# Sanity: impersonation reaches the authorizer (a bogus account is denied what the chart grants).
+can_i no "$RB-nobody" list "$MVRS" -A
+
+# rbac.scope=cluster (default). DNS: reads record sets everywhere, nothing else.
+dns="$RB-dns"
+for verb in get list watch; do can_i yes "$dns" "$verb" "$MVRS" -A; done
+can_i yes "$dns" list "$MVRS" -n "$RB_OTHER"
+for verb in create update patch delete deletecollection; do can_i no "$dns" "$verb" "$MVRS" -A; done
+for verb in update patch; do can_i no "$dns" "$verb" "$MVRS" --subresource=status -A; done
+for verb in get list watch; do can_i no "$dns" "$verb" secrets -n "$RB"; can_i no "$dns" "$verb" secrets -A; done
+for verb in get list watch; do can_i no "$dns" "$verb" pods -A; done
+can_i no "$dns" list pods -n "$RB"
+can_i no "$dns" list configmaps -n "$RB"
+can_i no "$dns" create events.events.k8s.io -n "$RB"
+can_i no "$dns" create leases.coordination.k8s.io -n "$RB"
+log "   $dns: get/list/watch record sets cluster-wide; no writes, no status, no secrets, no pods, no events, no leases"
+
+# Operator: reads record sets, writes only their status (server-side apply = patch), reads
+# pods, writes Events, and its Lease in its own namespace only.
+op="$RB-operator"
+for verb in get list watch; do can_i yes "$op" "$verb" "$MVRS" -A; done
+can_i yes "$op" patch "$MVRS" --subresource=status -A
+can_i yes "$op" patch "$MVRS" --subresource=status -n "$RB_OTHER"
+can_i no "$op" update "$MVRS" --subresource=status -A
+for verb in create update patch delete deletecollection; do can_i no "$op" "$verb" "$MVRS" -A; done
+can_i no "$op" update "$MVRS" -n "$RB_OTHER"
+for verb in list watch; do can_i yes "$op" "$verb" pods -A; done
+can_i yes "$op" list pods -n "$RB_OTHER"
+for verb in create update patch delete deletecollection; do can_i no "$op" "$verb" pods -A; done
+can_i no "$op" update pods --subresource=status -A
+can_i no "$op" create pods --subresource=eviction -A
+can_i yes "$op" create events.events.k8s.io -n "$RB_OTHER"
+can_i yes "$op" patch events.events.k8s.io -n "$RB_OTHER"
+can_i no "$op" delete events.events.k8s.io -n "$RB_OTHER"
+can_i no "$op" create events -n "$RB_OTHER" # the core/v1 Events API: not used
+for verb in get list watch; do can_i no "$op" "$verb" secrets -n "$RB"; can_i no "$op" "$verb" secrets -A; done
+can_i no "$op" list configmaps -n "$RB"
+for verb in get create update; do can_i yes "$op" "$verb" leases.coordination.k8s.io -n "$RB"; done
+can_i no "$op" delete leases.coordination.k8s.io -n "$RB"
+for verb in get create update; do can_i no "$op" "$verb" leases.coordination.k8s.io -n "$RB_OTHER"; done
+can_i no "$op" create leases.coordination.k8s.io -A
+log "   $op: read record sets, patch their status, list/watch pods, create/patch events.k8s.io Events;"
+log "   get/create/update Leases in $RB only; no spec writes, no pod writes, no secrets, no other Leases"
+
+# Both read Nodes (topology zones: labels, addresses, pod CIDRs), list/watch only.
+for account in "$dns" "$op"; do
+  for verb in list watch; do can_i yes "$account" "$verb" nodes; done
+  for verb in get create update patch delete; do can_i no "$account" "$verb" nodes; done
+  can_i no "$account" patch nodes --subresource=status
+done
+log "   both: list/watch Nodes (topology), no get, no writes"
+
+# rbac.scope=namespaces: the same rules, in the listed namespace only.
+sdns="$RB-scoped-dns" sop="$RB-scoped-operator"
+can_i yes "$sdns" list "$MVRS" -n "$RB_APPS"
+can_i yes "$sdns" watch "$MVRS" -n "$RB_APPS"
+can_i no "$sdns" list "$MVRS" -n "$RB_OTHER"
+can_i no "$sdns" list "$MVRS" -A
+can_i no "$sdns" patch "$MVRS" --subresource=status -n "$RB_APPS"
+can_i yes "$sop" patch "$MVRS" --subresource=status -n "$RB_APPS"
+can_i yes "$sop" list pods -n "$RB_APPS"
+can_i yes "$sop" create events.events.k8s.io -n "$RB_APPS"
+can_i no "$sop" patch "$MVRS" --subresource=status -n "$RB_OTHER"
+can_i no "$sop" list pods -n "$RB_OTHER"
+can_i no "$sop" list pods -A
+can_i no "$sop" list "$MVRS" -A
+can_i no "$sop" get secrets -n "$RB_APPS"
+can_i yes "$sop" update leases.coordination.k8s.io -n "$RB"
+can_i no "$sop" update leases.coordination.k8s.io -n "$RB_APPS"
+can_i yes "$sop" list nodes # Nodes are cluster-scoped: a ClusterRole in both scopes
+can_i yes "$sdns" watch nodes
+log "   rbac.scope=namespaces: both accounts limited to $RB_APPS (leases: $RB)"
+log "   $checks kubectl auth can-i answers as expected"
 log "all checks passed"

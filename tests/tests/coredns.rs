@@ -49,7 +49,10 @@ async fn coredns_binary() -> Result<PathBuf> {
         .output()
         .await
         .context("running hack/coredns-build.sh")?;
-    ensure!(output.status.success(), "hack/coredns-build.sh failed (see its output above)");
+    ensure!(
+        output.status.success(),
+        "hack/coredns-build.sh failed (see its output above)"
+    );
     Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()))
 }
 
@@ -64,9 +67,16 @@ async fn rendered_stub_block(env: &TestEnv, namespace: &str, zone: &str) -> Resu
         .arg(workspace_root().join("charts/mvdns"))
         .output()
         .await?;
-    ensure!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
+    ensure!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let config_map: serde_yaml::Value = serde_yaml::from_slice(&output.stdout)?;
-    ensure!(config_map["kind"] == "ConfigMap", "coredns-stub.yaml renders no ConfigMap");
+    ensure!(
+        config_map["kind"] == "ConfigMap",
+        "coredns-stub.yaml renders no ConfigMap"
+    );
     let block = config_map["data"]["mvdns.server"]
         .as_str()
         .context("the stub ConfigMap has no data key mvdns.server (the chart's default)")?;
@@ -80,7 +90,10 @@ fn localize_stub_block(block: &str, zone: &str, coredns_port: u16, mvdns: Socket
     let header = format!("{}:53 {{", zone.trim_end_matches('.'));
     let forward = format!("forward . {RENDERED_IP}");
     let lines: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    ensure!(lines == [header.as_str(), forward.as_str(), "}"], "unexpected stub block from the chart:\n{block}");
+    ensure!(
+        lines == [header.as_str(), forward.as_str(), "}"],
+        "unexpected stub block from the chart:\n{block}"
+    );
     Ok(block
         .replace(&header, &format!("{}:{coredns_port} {{", zone.trim_end_matches('.')))
         .replace(&forward, &format!("forward . {mvdns}")))
@@ -212,23 +225,40 @@ async fn coredns_forwards_the_stub_domain_and_resolves_services() -> Result<()> 
     // Three ready pods behind a record set, and a ClusterIP Service.
     let pod_api: Api<Pod> = ns.api();
     let specs: Vec<PodSpec> = (0..3)
-        .map(|i| PodSpec::new(format!("web-{i}")).label("app", "web").on_node(&format!("kwok-node-{i}")))
+        .map(|i| {
+            PodSpec::new(format!("web-{i}"))
+                .label("app", "web")
+                .on_node(&format!("kwok-node-{i}"))
+        })
         .collect();
     let pods = create_ready_pods(&pod_api, &specs).await?;
     let web = format!("web.{}.{ZONE}", ns.name);
-    apply_record_set(&env, &ns.name, "web", json!({"name": web, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}}))
-        .await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": web, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}}),
+    )
+    .await?;
     let service: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"type": "ClusterIP", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]},
     }))?;
     let service = ns.api::<Service>().create(&PostParams::default(), &service).await?;
-    let cluster_ip = service.spec.and_then(|s| s.cluster_ip).context("Service without a ClusterIP")?;
+    let cluster_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("Service without a ClusterIP")?;
 
     // The Corefile: the chart's stub block (localized), and the main server block of a
     // cluster's Corefile with the kubernetes plugin on this control plane.
     let port = free_port()?;
-    let stub = localize_stub_block(&rendered_stub_block(&env, &ns.name, ZONE).await?, ZONE, port, dns.address)?;
+    let stub = localize_stub_block(
+        &rendered_stub_block(&env, &ns.name, ZONE).await?,
+        ZONE,
+        port,
+        dns.address,
+    )?;
     let kubeconfig = coredns_identity(&env, &ns.name).await?;
     let corefile = format!(
         ".:{port} {{
@@ -245,17 +275,28 @@ async fn coredns_forwards_the_stub_domain_and_resolves_services() -> Result<()> 
         kubeconfig.display()
     );
     println!("Corefile:\n{corefile}");
-    let mut coredns = CoreDns::start(&binary, &corefile, port, env.dir.join(format!("coredns-{}.log", ns.name))).await?;
+    let mut coredns = CoreDns::start(
+        &binary,
+        &corefile,
+        port,
+        env.dir.join(format!("coredns-{}.log", ns.name)),
+    )
+    .await?;
 
     // 1. The kubernetes plugin: the Service's name gives its ClusterIP (CoreDNS serves
     //    once its informers have synced).
     let service_name = format!("web.{}.svc.cluster.local.", ns.name);
     let first = Instant::now();
     let answer = coredns
-        .wait(&Ask::new(&service_name, RecordType::A), LIMIT, |m| !m.answers.is_empty())
+        .wait(&Ask::new(&service_name, RecordType::A), LIMIT, |m| {
+            !m.answers.is_empty()
+        })
         .await?;
-    assert_eq!(answer_data(&answer), [cluster_ip.clone()], "{service_name}");
-    assert!(answer.metadata.authoritative, "the kubernetes plugin is authoritative for cluster.local");
+    assert_eq!(answer_data(&answer), [cluster_ip.as_str()], "{service_name}");
+    assert!(
+        answer.metadata.authoritative,
+        "the kubernetes plugin is authoritative for cluster.local"
+    );
     println!("CoreDNS up, {service_name} -> {cluster_ip} after {:?}", first.elapsed());
 
     // 2. The stub domain: the record-set name is forwarded to mvdns, which answers with
@@ -263,18 +304,32 @@ async fn coredns_forwards_the_stub_domain_and_resolves_services() -> Result<()> 
     let ask = Ask::new(&web, RecordType::A);
     let want = ips(&pods);
     let answer = coredns.wait(&ask, LIMIT, |m| answer_data(m) == want).await?;
-    assert!(answer.metadata.authoritative, "the answer is mvdns's authoritative one, passed through");
+    assert!(
+        answer.metadata.authoritative,
+        "the answer is mvdns's authoritative one, passed through"
+    );
     assert_eq!(answer_data(&udp(dns.address, &ask).await?), want, "mvdns itself agrees");
-    assert_eq!(answer_data(&tcp(coredns.address, &ask).await?), want, "over TCP to CoreDNS");
+    assert_eq!(
+        answer_data(&tcp(coredns.address, &ask).await?),
+        want,
+        "over TCP to CoreDNS"
+    );
     // dig, an independent client, through CoreDNS.
     let dug = dig(coredns.address, &["+short", &web, "A"]).await?;
     let mut dug: Vec<String> = dug.lines().map(String::from).collect();
     dug.sort();
     assert_eq!(dug, want, "dig through CoreDNS");
     // A name in the zone that does not exist: mvdns's NXDOMAIN with its SOA, passed through.
-    let missing = udp(coredns.address, &Ask::new(&format!("nothing.{}.{ZONE}", ns.name), RecordType::A)).await?;
+    let missing = udp(
+        coredns.address,
+        &Ask::new(&format!("nothing.{}.{ZONE}", ns.name), RecordType::A),
+    )
+    .await?;
     assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(missing.authorities.first().map(|r| r.record_type()), Some(RecordType::SOA));
+    assert_eq!(
+        missing.authorities.first().map(|r| r.record_type()),
+        Some(RecordType::SOA)
+    );
 
     // 3. One pod unready: gone from CoreDNS's answer (the stub block has no cache, so
     //    only the operator and the mvdns watch stand between).
@@ -284,7 +339,10 @@ async fn coredns_forwards_the_stub_domain_and_resolves_services() -> Result<()> 
     let down_ip = pod_ip(&pods[0]).context("pod without IP")?.to_owned();
     let want: Vec<String> = want.into_iter().filter(|ip| *ip != down_ip).collect();
     coredns.wait(&ask, LIMIT, |m| answer_data(m) == want).await?;
-    println!("pod {down} unready: gone from CoreDNS's answer {:?} after the flip", flipped.elapsed());
+    println!(
+        "pod {down} unready: gone from CoreDNS's answer {:?} after the flip",
+        flipped.elapsed()
+    );
     for _ in 0..20 {
         assert_eq!(answer_data(&udp(coredns.address, &ask).await?), want);
     }
@@ -296,7 +354,10 @@ async fn coredns_forwards_the_stub_domain_and_resolves_services() -> Result<()> 
     // The record set's status is what was served.
     let record_sets: Api<MultiValueRecordSet> = ns.api();
     let status = wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 3).await?;
-    assert_eq!(healthy_values(&status).into_iter().collect::<BTreeSet<_>>(), all.iter().cloned().collect());
+    assert_eq!(
+        healthy_values(&status).into_iter().collect::<BTreeSet<_>>(),
+        all.iter().cloned().collect()
+    );
 
     coredns.stop().await?;
     dns.stop().await;
