@@ -14,7 +14,9 @@
 # applied for real and `kubectl auth can-i --as=system:serviceaccount:...` asked what each
 # ServiceAccount can and cannot do (DNS: read record sets only; operator: status patches,
 # pod reads, Events, its own Lease; neither: secrets, spec writes, pod writes). The
-# namespaces and cluster RBAC are deleted at the end.
+# namespaces and cluster RBAC are deleted at the end. Last, when Tilt is cached
+# (hack/tilt-build.sh) or MVDNS_TILT=build: `tilt alpha tiltfile-result` evaluates the
+# Tiltfile against the control plane's context, with both image builders.
 LOG_TAG=chart-check
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -351,4 +353,63 @@ can_i yes "$sop" list nodes # Nodes are cluster-scoped: a ClusterRole in both sc
 can_i yes "$sdns" watch nodes
 log "   rbac.scope=namespaces: both accounts limited to $RB_APPS (leases: $RB)"
 log "   $checks kubectl auth can-i answers as expected"
+
+log "9. the Tiltfile evaluates (tilt alpha tiltfile-result)"
+# Runs when Tilt is cached (hack/tilt-build.sh, ~11 minutes on 2 cores to build once, needs
+# gcc for cgo), or with MVDNS_TILT=build, which builds it first; MVDNS_TILT=skip skips it.
+# Evaluation loads the Tiltfile (helm template, docker_build/custom_build registration,
+# port-forward and resource settings) against the current kube context; it builds and
+# deploys nothing. The options file allows that context and is a temporary one: a
+# developer's tilt_options.json is neither read nor written.
+tilt=""
+case "${MVDNS_TILT:-auto}" in
+  skip) ;;
+  build) tilt=$("$ROOT/hack/tilt-build.sh") || die "hack/tilt-build.sh failed" ;;
+  *) tilt=$("$ROOT/hack/tilt-build.sh" --cached 2>/dev/null) || tilt="" ;;
+esac
+if [ -z "$tilt" ]; then
+  log "   tilt $TILT_VERSION not built: skipped (hack/tilt-build.sh, or MVDNS_TILT=build, enables it)"
+else
+  context=$(kubectl config current-context)
+  printf '{"allow_k8s_contexts": ["%s"], "namespace": "%s"}\n' "$context" "$NS-tilt" >"$WORK/tilt_options.json"
+  for builder in docker oci; do
+    if [ "$builder" = oci ]; then
+      printf '{"allow_k8s_contexts": ["%s"], "namespace": "%s", "image_builder": "oci", "default_registry": "localhost:5001"}\n' \
+        "$context" "$NS-tilt" >"$WORK/tilt_options.json"
+    fi
+    (cd "$ROOT" && MVDNS_TILT_OPTIONS="$WORK/tilt_options.json" TILT_DISABLE_ANALYTICS=1 \
+      "$tilt" alpha tiltfile-result -f Tiltfile >"$WORK/tilt-$builder.json" 2>"$WORK/tilt-$builder.log") \
+      || { cat "$WORK/tilt-$builder.log" >&2; die "tilt alpha tiltfile-result failed (image_builder=$builder)"; }
+    python3 - "$WORK/tilt-$builder.json" "$builder" "$NS-tilt" <<'PY' >"$WORK/tilt-check.txt" 2>&1 \
+      || { cat "$WORK/tilt-check.txt" >&2; die "Tiltfile result (image_builder=$builder) is not what it should be"; }
+import json, sys
+path, builder, ns = sys.argv[1:4]
+result = json.load(open(path))
+assert not result.get("Error"), f"Tiltfile error: {result['Error']}"
+manifests = {m["Name"]: m for m in result["Manifests"]}
+assert set(manifests) == {"crds", "binaries", "mvdns-dns", "mvdns-operator", "uncategorized"}, sorted(manifests)
+images = {"mvdns-dns": "ghcr.io/mvdns/mvdns-server", "mvdns-operator": "ghcr.io/mvdns/mvdns-operator"}
+forwards = {"mvdns-dns": {(5353, 5353), (19153, 9153)}, "mvdns-operator": {(18080, 8080)}}
+for name, ref in images.items():
+    m, deploy = manifests[name], manifests[name]["DeployTarget"]
+    assert sorted(m["ResourceDependencies"] or []) == ["binaries", "crds"], (name, m["ResourceDependencies"])
+    targets = [t["selector"] for t in m["ImageTargets"] or []]
+    assert targets == [ref], (name, targets)
+    build = m["ImageTargets"][0]
+    if builder == "docker":
+        assert build["BuildDetails"].get("dockerfileContents"), f"{name}: no docker_build"
+    else:
+        assert "hack/image.sh" in json.dumps(build["BuildDetails"]), f"{name}: no custom_build with hack/image.sh"
+    got = {(f["localPort"], f["containerPort"]) for f in deploy["portForwardTemplateSpec"]["forwards"]}
+    assert got == forwards[name], (name, got)
+    assert f"namespace: {ns}" in deploy["yaml"], f"{name} not deployed to {ns}"
+registry = json.dumps(result.get("DefaultRegistry") or {})
+assert ("localhost:5001" in registry) == (builder == "oci"), registry
+for m in result["Manifests"]:
+    assert "kind: CustomResourceDefinition" not in (m["DeployTarget"] or {}).get("yaml", ""), f"{m['Name']} deploys a CRD"
+print("ok")
+PY
+    log "   image_builder=$builder: no errors; resources crds, binaries, mvdns-dns, mvdns-operator; images, port-forwards, namespace and deps as set"
+  done
+fi
 log "all checks passed"
