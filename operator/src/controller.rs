@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta, Selector, SelectorExt};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -46,13 +46,17 @@ pub struct Context {
     /// The last status written per record set (by uid). The store can lag our own
     /// writes; transitions (and their Events) are computed against what we last wrote,
     /// so a reconcile that reads a stale status cannot announce a transition twice.
-    pub written: std::sync::Mutex<std::collections::HashMap<String, MultiValueRecordSetStatus>>,
+    /// With the time of the write: a record set is written at most once per `coalesce`.
+    pub written: std::sync::Mutex<std::collections::HashMap<String, (MultiValueRecordSetStatus, Instant)>>,
+    /// The coalescing window (`--coalesce-ms`).
+    pub coalesce: Duration,
     /// When this controller started (leadership won).
     pub started: Instant,
 }
 
-/// Runs the controller until `stop` is cancelled. Bursts of changes for one record set
-/// within `config.coalesce` merge into one reconcile and one status write.
+/// Runs the controller until `stop` is cancelled. A record set's status is written at
+/// most once per `config.coalesce`: the first change at once, a burst after it in one
+/// write at the end of the window.
 pub async fn run(
     client: Client,
     recorder: Recorder,
@@ -88,8 +92,12 @@ pub async fn run(
         }
     });
 
-    let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic())
-        .with_config(ControllerConfig::default().debounce(config.coalesce));
+    // No debounce: kube's debounce restarts its timer on every event, so a record set
+    // whose pods change more often than the window would never be reconciled. Instead
+    // the first change is written at once and later ones wait for the rest of the
+    // window (`write_delay`); kube already merges triggers that arrive while a
+    // reconcile of the same object runs.
+    let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic());
     let rs_store = controller.store();
     let by_pod = rs_store.clone();
     let by_name = rs_store.clone();
@@ -112,6 +120,7 @@ pub async fn run(
         record_sets: rs_store,
         checker,
         written: Default::default(),
+        coalesce: config.coalesce,
         started: Instant::now(),
     });
     tokio::spawn(forget_deleted_sets(context.clone(), stop.clone()));
@@ -278,20 +287,23 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     };
     let uid = record_set.uid().unwrap_or_default();
     let last_written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
-    let old = last_written.as_ref().or(record_set.status.as_ref());
+    let old = last_written.as_ref().map(|(status, _)| status).or(record_set.status.as_ref());
     let new = desired_status(old, input, &Time(k8s_openapi::jiff::Timestamp::now()));
     ctx.metrics.set_healthy_values(&namespace, &name, new.healthy_count);
 
     // Compared with the stored status, not with what we wrote: if anyone else changed
     // status, it is put right (a redundant apply of an unchanged status is a no-op).
     if record_set.status.as_ref() != Some(&new) {
+        if let Some(wait) = write_delay(last_written.as_ref().map(|(_, at)| *at), Instant::now(), ctx.coalesce) {
+            return Ok(Action::requeue(wait));
+        }
         let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
         api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await?;
         ctx.metrics.status_writes.inc();
         if let Ok(mut written) = ctx.written.lock() {
-            written.insert(uid, new.clone());
+            written.insert(uid, (new.clone(), Instant::now()));
         }
         tracing::debug!(%namespace, %name, healthy = new.healthy_count, total = new.total_count, "status written");
         for transition in transitions(old, &new) {
@@ -308,6 +320,14 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     // Everything that changes the result arrives as a watch event; the periodic
     // requeue only guards against a missed one.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// How long a status write must wait so that a record set is written at most once per
+/// `window`: nothing for the first change after a quiet window (lowest latency), the
+/// rest of the window for the changes that follow it (one write for a burst).
+pub fn write_delay(last_write: Option<Instant>, now: Instant, window: Duration) -> Option<Duration> {
+    let since = now.saturating_duration_since(last_write?);
+    (since < window).then(|| window - since)
 }
 
 /// Pod-backed and static values of a record set, as of the pod store now.
@@ -387,4 +407,20 @@ fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Acti
     tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "reconcile failed");
     ctx.metrics.count_error(error);
     Action::requeue(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_spaced_by_the_window_without_delaying_the_first() {
+        let window = Duration::from_millis(100);
+        let now = Instant::now();
+        assert_eq!(write_delay(None, now, window), None, "never written: at once");
+        let long_ago = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(write_delay(Some(long_ago), now, window), None, "quiet window: at once");
+        let just_now = now.checked_sub(Duration::from_millis(30)).unwrap_or(now);
+        assert_eq!(write_delay(Some(just_now), now, window), Some(Duration::from_millis(70)));
+    }
 }
