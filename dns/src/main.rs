@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, env = "MVDNS_TCP_IDLE_TIMEOUT_SECONDS", default_value_t = 10)]
     tcp_idle_timeout_seconds: u64,
     /// Changes to record sets within this window are served together.
-    #[arg(long, env = "MVDNS_DEBOUNCE_MS", default_value_t = 20)]
+    #[arg(long, env = "MVDNS_DEBOUNCE_MS", default_value_t = 5)]
     debounce_ms: u64,
     #[arg(long, env = "MVDNS_LOG_FORMAT", value_enum, default_value = "plain")]
     log_format: LogFormat,

@@ -287,39 +287,91 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     };
     let uid = record_set.uid().unwrap_or_default();
     let last_written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());
-    let old = last_written.as_ref().map(|(status, _)| status).or(record_set.status.as_ref());
+    let old = last_written
+        .as_ref()
+        .map(|(status, _)| status)
+        .or(record_set.status.as_ref());
     let new = desired_status(old, input, &Time(k8s_openapi::jiff::Timestamp::now()));
     ctx.metrics.set_healthy_values(&namespace, &name, new.healthy_count);
 
-    // Compared with the stored status, not with what we wrote: if anyone else changed
-    // status, it is put right (a redundant apply of an unchanged status is a no-op).
-    if record_set.status.as_ref() != Some(&new) {
-        if let Some(wait) = write_delay(last_written.as_ref().map(|(_, at)| *at), Instant::now(), ctx.coalesce) {
-            return Ok(Action::requeue(wait));
-        }
-        let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
-        ctx.metrics.status_writes.inc();
-        if let Ok(mut written) = ctx.written.lock() {
-            written.insert(uid, (new.clone(), Instant::now()));
-        }
-        tracing::debug!(%namespace, %name, healthy = new.healthy_count, total = new.total_count, "status written");
-        for transition in transitions(old, &new) {
-            publish(
-                ctx,
-                record_set.object_ref(&()),
-                transition.warning,
-                transition.reason,
-                transition.note,
-            )
-            .await;
+    match write_decision(
+        record_set.status.as_ref(),
+        last_written.as_ref(),
+        &new,
+        Instant::now(),
+        ctx.coalesce,
+    ) {
+        WriteDecision::UpToDate => {}
+        WriteDecision::CheckAgainIn(wait) => return Ok(Action::requeue(wait)),
+        WriteDecision::Write => {
+            let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
+            api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                .await?;
+            ctx.metrics.status_writes.inc();
+            if let Ok(mut written) = ctx.written.lock() {
+                written.insert(uid, (new.clone(), Instant::now()));
+            }
+            tracing::debug!(%namespace, %name, healthy = new.healthy_count, total = new.total_count, "status written");
+            for transition in transitions(old, &new) {
+                publish(
+                    ctx,
+                    record_set.object_ref(&()),
+                    transition.warning,
+                    transition.reason,
+                    transition.note,
+                )
+                .await;
+            }
         }
     }
     // Everything that changes the result arrives as a watch event; the periodic
     // requeue only guards against a missed one.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// What to do with a computed status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteDecision {
+    UpToDate,
+    Write,
+    /// Not now: the window since the last write is not over, or our own recent write
+    /// is trusted over a stored status that may only lag it; decide again then.
+    CheckAgainIn(Duration),
+}
+
+/// How long our own write is trusted over the stored status. The object a reconcile
+/// reads comes from the watch cache and lags our writes; comparing with it alone made
+/// the operator rewrite the status it had just written, and that useless write then
+/// held the next real change back for a whole window. After this time the stored
+/// status is compared again, so a status someone else changed is put right.
+pub const TRUST_OWN_WRITE: Duration = Duration::from_secs(10);
+
+/// Whether and when to write `new`, given the stored status and our last write.
+pub fn write_decision(
+    stored: Option<&MultiValueRecordSetStatus>,
+    last_write: Option<&(MultiValueRecordSetStatus, Instant)>,
+    new: &MultiValueRecordSetStatus,
+    now: Instant,
+    window: Duration,
+) -> WriteDecision {
+    let changed = match last_write {
+        Some((written, at)) if now.saturating_duration_since(*at) < TRUST_OWN_WRITE => {
+            if written == new && stored != Some(new) {
+                // Probably the cache lagging our write; look again once trust runs out.
+                return WriteDecision::CheckAgainIn(TRUST_OWN_WRITE - now.saturating_duration_since(*at));
+            }
+            written != new
+        }
+        _ => stored != Some(new),
+    };
+    if !changed {
+        return WriteDecision::UpToDate;
+    }
+    match write_delay(last_write.map(|(_, at)| *at), now, window) {
+        Some(wait) => WriteDecision::CheckAgainIn(wait),
+        None => WriteDecision::Write,
+    }
 }
 
 /// How long a status write must wait so that a record set is written at most once per
@@ -421,6 +473,50 @@ mod tests {
         let long_ago = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
         assert_eq!(write_delay(Some(long_ago), now, window), None, "quiet window: at once");
         let just_now = now.checked_sub(Duration::from_millis(30)).unwrap_or(now);
-        assert_eq!(write_delay(Some(just_now), now, window), Some(Duration::from_millis(70)));
+        assert_eq!(
+            write_delay(Some(just_now), now, window),
+            Some(Duration::from_millis(70))
+        );
+    }
+
+    #[test]
+    fn our_recent_write_is_trusted_over_a_lagging_cache() {
+        let window = Duration::from_millis(100);
+        let now = Instant::now();
+        let status = |healthy: u32| MultiValueRecordSetStatus {
+            healthy_count: healthy,
+            ..MultiValueRecordSetStatus::default()
+        };
+        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+        // We wrote 8 a moment ago; the cache still shows 7: nothing to write, look later.
+        let decision = write_decision(Some(&status(7)), Some(&(status(8), ago(50))), &status(8), now, window);
+        assert!(matches!(decision, WriteDecision::CheckAgainIn(d) if d > Duration::from_secs(9)));
+        // Same, and the cache caught up.
+        let decision = write_decision(Some(&status(8)), Some(&(status(8), ago(50))), &status(8), now, window);
+        assert_eq!(decision, WriteDecision::UpToDate);
+        // A real change right after a write waits for the rest of the window.
+        let decision = write_decision(Some(&status(8)), Some(&(status(8), ago(30))), &status(7), now, window);
+        assert_eq!(decision, WriteDecision::CheckAgainIn(Duration::from_millis(70)));
+        // A real change after a quiet window is written at once.
+        let decision = write_decision(Some(&status(8)), Some(&(status(8), ago(500))), &status(7), now, window);
+        assert_eq!(decision, WriteDecision::Write);
+        // Long after our write, a status changed by someone else is put right.
+        let decision = write_decision(
+            Some(&status(3)),
+            Some(&(status(8), ago(20_000))),
+            &status(8),
+            now,
+            window,
+        );
+        assert_eq!(decision, WriteDecision::Write);
+        // Never written by us: compare with the store.
+        assert_eq!(
+            write_decision(None, None, &status(1), now, window),
+            WriteDecision::Write
+        );
+        assert_eq!(
+            write_decision(Some(&status(1)), None, &status(1), now, window),
+            WriteDecision::UpToDate
+        );
     }
 }

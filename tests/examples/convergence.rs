@@ -31,10 +31,17 @@ const PROBES: usize = 8;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // RUST_LOG=mvdns_operator=debug shows the operator's decisions with timestamps.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let pods: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let flips: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
-    let coredns = std::env::var("MVDNS_COREDNS").context("MVDNS_COREDNS: the CoreDNS binary (hack/coredns-build.sh)")?;
+    let coredns =
+        std::env::var("MVDNS_COREDNS").context("MVDNS_COREDNS: the CoreDNS binary (hack/coredns-build.sh)")?;
 
     let env = TestEnv::get()?;
     let admin = env.admin_client().await?;
@@ -45,11 +52,19 @@ async fn main() -> Result<()> {
 
     eprintln!("creating {pods} background pods in {SETS} record sets and {PROBES} probe pods");
     let background: Vec<PodSpec> = (0..pods)
-        .map(|i| PodSpec::new(format!("bg-{i}")).label("set", &format!("s{}", i % SETS)).on_node(&format!("kwok-node-{}", i % 3)))
+        .map(|i| {
+            PodSpec::new(format!("bg-{i}"))
+                .label("set", &format!("s{}", i % SETS))
+                .on_node(&format!("kwok-node-{}", i % 3))
+        })
         .collect();
     create_many(&pod_api, &background).await?;
     let probes: Vec<PodSpec> = (0..PROBES)
-        .map(|i| PodSpec::new(format!("probe-{i}")).label("probe", "yes").on_node(&format!("kwok-node-{}", i % 3)))
+        .map(|i| {
+            PodSpec::new(format!("probe-{i}"))
+                .label("probe", "yes")
+                .on_node(&format!("kwok-node-{}", i % 3))
+        })
         .collect();
     let probe_pods = create_ready_pods(&pod_api, &probes).await?;
     for i in 0..SETS {
@@ -57,7 +72,13 @@ async fn main() -> Result<()> {
         apply_record_set(&env, &ns.name, &format!("s{i}"), spec).await?;
     }
     let name = format!("probe.{}.example.internal.", ns.name);
-    apply_record_set(&env, &ns.name, "probe", json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"probe": "yes"}}})).await?;
+    apply_record_set(
+        &env,
+        &ns.name,
+        "probe",
+        json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"probe": "yes"}}}),
+    )
+    .await?;
     let services: Api<Service> = ns.api();
     let headless: Service = serde_json::from_value(json!({
         "metadata": {"name": "probe"},
@@ -83,7 +104,26 @@ async fn main() -> Result<()> {
         .map(|r| (r.address, &mvdns_ask))
         .chain([(coredns_address, &coredns_ask)])
         .collect();
-    wait_all(&servers, &all, Duration::from_secs(60)).await.context("initial answers")?;
+    wait_all(&servers, &all, Duration::from_secs(60))
+        .await
+        .context("initial answers")?;
+    // Every record set has its first status before the flips, so that the write count
+    // below is the flips' alone.
+    let sets: Api<mvdns_api::MultiValueRecordSet> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sets
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .any(|s| s.status.as_ref().is_none_or(|st| st.values.is_empty()))
+    {
+        if Instant::now() > deadline {
+            bail!("not every record set got a status within 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!("all answers complete; flipping probe pods {flips} times");
 
     let writes_before = metric_value(&operator.health.metrics.encode(), "mvdns_operator_status_writes_total");
@@ -101,8 +141,12 @@ async fn main() -> Result<()> {
             .filter_map(|(p, _)| pod_ip(p).map(String::from))
             .collect();
         let started = Instant::now();
-        let patch = json!({"metadata": {"annotations": {"mvdns.io/test-ready": if ready[i] { "true" } else { "false" }}}});
-        pod_api.patch(&format!("probe-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        tracing::debug!(flip, pod = i, ready = ready[i], "flipping");
+        let patch =
+            json!({"metadata": {"annotations": {"mvdns.io/test-ready": if ready[i] { "true" } else { "false" }}}});
+        pod_api
+            .patch(&format!("probe-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let done = wait_all(&servers, &expected, Duration::from_secs(30)).await?;
         mvdns_times.push(done[0].max(done[1]) - started);
         coredns_times.push(done[2] - started);
@@ -110,7 +154,13 @@ async fn main() -> Result<()> {
     }
     let writes = metric_value(&operator.health.metrics.encode(), "mvdns_operator_status_writes_total") - writes_before;
 
-    println!("pods={pods} record_sets={} flips={flips} status_writes={writes}", SETS + 1);
+    let text = operator.health.metrics.encode();
+    let reconcile_ms = 1000.0 * metric_value(&text, "mvdns_operator_reconcile_duration_seconds_sum")
+        / metric_value(&text, "mvdns_operator_reconcile_duration_seconds_count");
+    println!(
+        "pods={pods} record_sets={} flips={flips} status_writes={writes} mean_reconcile_ms={reconcile_ms:.1}",
+        SETS + 1
+    );
     println!("{}", summary("mvdns (both replicas)", &mut mvdns_times));
     println!("{}", summary("CoreDNS kubernetes plugin", &mut coredns_times));
 
@@ -136,7 +186,11 @@ async fn create_many(pods: &Api<Pod>, specs: &[PodSpec]) -> Result<()> {
 
 /// Polls every server every 2 ms until its answer is exactly `expected`; returns when
 /// each one first got there.
-async fn wait_all(servers: &[(SocketAddr, &Ask)], expected: &BTreeSet<String>, limit: Duration) -> Result<Vec<Instant>> {
+async fn wait_all(
+    servers: &[(SocketAddr, &Ask)],
+    expected: &BTreeSet<String>,
+    limit: Duration,
+) -> Result<Vec<Instant>> {
     let deadline = Instant::now() + limit;
     let mut done: Vec<Option<Instant>> = vec![None; servers.len()];
     while done.iter().any(Option::is_none) {
@@ -166,7 +220,9 @@ async fn wait_all(servers: &[(SocketAddr, &Ask)], expected: &BTreeSet<String>, l
 /// CoreDNS with the kubernetes plugin (no cache, as the comparison is about the data
 /// path) on a free loopback port, reading the API server with the admin kubeconfig.
 async fn start_coredns(env: &TestEnv, binary: &str) -> Result<(SocketAddr, tokio::process::Child)> {
-    let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port();
     let corefile = format!(
         ".:{port} {{\n    bind 127.0.0.1\n    kubernetes cluster.local {{\n        kubeconfig {}\n        ttl 0\n    }}\n}}\n",
         env.admin_kubeconfig().display()

@@ -52,7 +52,7 @@ impl RunningDns {
         let shutdown = CancellationToken::new();
         let watch_config = WatchConfig {
             namespace: None,
-            debounce: Duration::from_millis(20),
+            debounce: Duration::from_millis(5),
         };
         let tasks = vec![
             tokio::spawn(server::serve(sockets, config, shared.clone(), shutdown.clone())),
