@@ -228,7 +228,7 @@ fn record_outcome(
     let Some(entry) = entries.get_mut(key).filter(|e| &e.wanted == want) else {
         return false;
     };
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = crate::status::now_in_seconds();
     entry.state.record(
         outcome.healthy,
         outcome.error.clone(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::HealthChecker;
 use crate::metrics::Metrics;
-use crate::status::{Conflict, StatusInput, desired_status, transitions};
+use crate::status::{Conflict, StatusInput, desired_status, now_in_seconds, transitions};
 use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
 use crate::{Error, OperatorConfig};
 
@@ -291,7 +290,7 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
         .as_ref()
         .map(|(status, _)| status)
         .or(record_set.status.as_ref());
-    let new = desired_status(old, input, &Time(k8s_openapi::jiff::Timestamp::now()));
+    let new = desired_status(old, input, &now_in_seconds());
     ctx.metrics.set_healthy_values(&namespace, &name, new.healthy_count);
 
     match write_decision(

@@ -10,6 +10,14 @@ use mvdns_api::MultiValueRecordSetStatus;
 
 use crate::values::ComputedValues;
 
+/// Now, as the API server stores it: `metav1.Time` has one-second resolution on the
+/// wire, so a finer time kept in memory would never equal the stored status and every
+/// comparison would ask for another write.
+pub fn now_in_seconds() -> Time {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Time(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const CONFLICT: &str = "Conflict";
