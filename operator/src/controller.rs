@@ -449,9 +449,16 @@ async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(%error, reason, "could not publish event");
-    }
+    // Published in the background: the recorder's API calls (it looks up and patches
+    // event series) took hundreds of milliseconds under load, and while a reconcile
+    // runs, kube holds back the next one for the same record set.
+    let recorder = ctx.recorder.clone();
+    let reason = reason.to_owned();
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    });
 }
 
 fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
