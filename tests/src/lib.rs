@@ -135,12 +135,14 @@ impl TestNamespace {
         // default ServiceAccount, which happens shortly after the namespace appears.
         let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
         let has_default = |sa: Option<&k8s_openapi::api::core::v1::ServiceAccount>| sa.is_some();
+        // 90 s: after a test restarts the API server, the controller-manager reconnects
+        // with backoff and takes a while to serve new namespaces again.
         tokio::time::timeout(
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             await_condition(accounts, "default", has_default),
         )
         .await
-        .with_context(|| format!("namespace {name} got no default ServiceAccount within 30s"))??;
+        .with_context(|| format!("namespace {name} got no default ServiceAccount within 90s"))??;
         Ok(Self {
             name,
             client: client.clone(),

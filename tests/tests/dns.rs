@@ -362,6 +362,9 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     testenv_command(&env, "apiserver-start").await?;
+    // Leave the control plane as we found it: the controller-manager serves new
+    // namespaces again (it reconnects with backoff) before the next test starts.
+    drop(TestNamespace::new(&env, &env.admin_client().await?, "dns-after-outage").await?);
     println!(
         "answered {answered} queries during the 30 s outage, {} wrong",
         wrong.len()
