@@ -7,8 +7,8 @@ LOG_TAG=deps
 command -v go >/dev/null || die "Go 1.26+ is required (https://go.dev/dl)"
 command -v cargo >/dev/null || die "Rust 1.88+ is required (https://rustup.rs)"
 
-# command -> Debian package
-declare -A packages=([openssl]=openssl [dig]=dnsutils [curl]=curl [bc]=bc)
+# command -> Debian package (python3: JSON and image helpers in hack/; gcc: Tilt needs cgo)
+declare -A packages=([openssl]=openssl [dig]=dnsutils [curl]=curl [bc]=bc [python3]=python3 [gcc]=gcc)
 missing=()
 for cmd in "${!packages[@]}"; do command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -166,25 +166,10 @@ mod tests {
 
     use super::*;
     use crate::index::build_index;
-    use crate::zone::ZoneSettings;
-
-    fn zones() -> Zones {
-        Zones::new(&ZoneSettings {
-            apexes: vec!["example.internal.".into()],
-            ..ZoneSettings::default()
-        })
-        .expect("zones")
-    }
+    use crate::testing::{record_set, zones};
 
     fn index(spec: serde_json::Value, values: serde_json::Value) -> Index {
-        let rs: mvdns_api::MultiValueRecordSet = serde_json::from_value(json!({
-            "apiVersion": "mvdns.io/v1alpha1",
-            "kind": "MultiValueRecordSet",
-            "metadata": {"name": "web", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": spec,
-            "status": {"values": values},
-        }))
-        .expect("record set");
+        let rs = record_set("a", "web", "2026-01-01T00:00:00Z", spec, values);
         build_index(&[&rs], &zones(), 42)
     }
 

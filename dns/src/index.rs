@@ -395,32 +395,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::zone::ZoneSettings;
-
-    fn zones() -> Zones {
-        Zones::new(&ZoneSettings {
-            apexes: vec!["example.internal.".into()],
-            ..ZoneSettings::default()
-        })
-        .expect("zones")
-    }
-
-    fn record_set(
-        namespace: &str,
-        object: &str,
-        created: &str,
-        spec: serde_json::Value,
-        values: serde_json::Value,
-    ) -> MultiValueRecordSet {
-        serde_json::from_value(json!({
-            "apiVersion": "mvdns.io/v1alpha1",
-            "kind": "MultiValueRecordSet",
-            "metadata": {"name": object, "namespace": namespace, "creationTimestamp": created},
-            "spec": spec,
-            "status": {"values": values},
-        }))
-        .expect("record set")
-    }
+    use crate::testing::{record_set, zones};
 
     fn lower(name: &str) -> Name {
         Name::from_ascii(name).expect("name")

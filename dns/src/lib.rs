@@ -61,3 +61,39 @@ impl Shared {
         })
     }
 }
+
+/// Fixtures shared by the unit tests of the pure modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::json;
+
+    use crate::zone::{ZoneSettings, Zones};
+
+    /// The zone the unit tests serve: `example.internal.`.
+    pub fn zones() -> Zones {
+        Zones::new(&ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            ..ZoneSettings::default()
+        })
+        .expect("zones")
+    }
+
+    /// A record set as the watcher sees it: its namespace, creation time, spec and the
+    /// `status.values` the operator wrote.
+    pub fn record_set(
+        namespace: &str,
+        object: &str,
+        created: &str,
+        spec: serde_json::Value,
+        values: serde_json::Value,
+    ) -> mvdns_api::MultiValueRecordSet {
+        serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1",
+            "kind": "MultiValueRecordSet",
+            "metadata": {"name": object, "namespace": namespace, "creationTimestamp": created},
+            "spec": spec,
+            "status": {"values": values},
+        }))
+        .expect("record set")
+    }
+}

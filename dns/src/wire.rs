@@ -220,17 +220,9 @@ mod tests {
 
     use super::*;
     use crate::index::build_index;
-    use crate::zone::ZoneSettings;
+    use crate::testing::{record_set, zones};
 
     const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-    fn zones() -> Zones {
-        Zones::new(&ZoneSettings {
-            apexes: vec!["example.internal.".into()],
-            ..ZoneSettings::default()
-        })
-        .expect("zones")
-    }
 
     fn index(name: &str, record_type: &str, values: &[String]) -> Index {
         let statuses: Vec<_> = values
@@ -238,14 +230,8 @@ mod tests {
             .map(|v| json!({"value": v, "healthy": true, "source": v}))
             .collect();
         let specs: Vec<_> = values.iter().map(|v| json!({"value": v})).collect();
-        let rs: mvdns_api::MultiValueRecordSet = serde_json::from_value(json!({
-            "apiVersion": "mvdns.io/v1alpha1",
-            "kind": "MultiValueRecordSet",
-            "metadata": {"name": "x", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"name": name, "type": record_type, "values": specs},
-            "status": {"values": statuses},
-        }))
-        .expect("record set");
+        let spec = json!({"name": name, "type": record_type, "values": specs});
+        let rs = record_set("a", "x", "2026-01-01T00:00:00Z", spec, json!(statuses));
         build_index(&[&rs], &zones(), 1)
     }
 
