@@ -59,6 +59,10 @@ pub struct Metrics {
     pub synced: Gauge,
     pub last_sync_seconds: Gauge,
     pub index_builds: Counter,
+    /// Full lists of record sets started: the first, and one after every watch that
+    /// could not resume (an expired resourceVersion, 410 Gone).
+    pub watch_lists: Counter,
+    pub watch_errors: Counter,
     registry: Registry,
 }
 
@@ -77,6 +81,8 @@ impl Default for Metrics {
             synced: Gauge::default(),
             last_sync_seconds: Gauge::default(),
             index_builds: Counter::default(),
+            watch_lists: Counter::default(),
+            watch_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +127,16 @@ impl Default for Metrics {
             metrics.last_sync_seconds.clone(),
         );
         registry.register("index_builds", "Index rebuilds", metrics.index_builds.clone());
+        registry.register(
+            "watch_lists",
+            "Full lists of record sets started (the first, then after each watch that could not resume)",
+            metrics.watch_lists.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Failed record-set watch requests (retried with backoff; the last index stays served)",
+            metrics.watch_errors.clone(),
+        );
         Self { registry, ..metrics }
     }
 }

@@ -17,11 +17,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Api, Client};
 use mvdns_api::MultiValueRecordSet;
+use mvdns_api::reconnect::ReconnectBackoff;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -61,9 +61,7 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
 
     let mut events = std::pin::pin!(
         watch_stream(api, watcher::Config::default().any_semantic())
-            .backoff(ReconnectBackoff {
-                next: ReconnectBackoff::FIRST
-            })
+            .backoff(ReconnectBackoff::default())
             .reflect(writer)
     );
     loop {
@@ -77,8 +75,16 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
                 changed.notify_one();
             }
             Some(Ok(Event::Apply(_) | Event::Delete(_))) => changed.notify_one(),
-            Some(Ok(Event::Init | Event::InitApply(_))) => {}
-            Some(Err(error)) => tracing::warn!(%error, "watching record sets failed; serving the last known state"),
+            // A (re-)list: the store swaps in the new list at InitDone, so the served
+            // index stays whole meanwhile.
+            Some(Ok(Event::Init)) => {
+                shared.metrics.watch_lists.inc();
+            }
+            Some(Ok(Event::InitApply(_))) => {}
+            Some(Err(error)) => {
+                shared.metrics.watch_errors.inc();
+                tracing::warn!(%error, "watching record sets failed; serving the last known state");
+            }
             None => break,
         }
     }
@@ -93,9 +99,7 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, shutdown: Cancellation
     let (store, writer) = reflector::store();
     let mut events = std::pin::pin!(
         watch_stream(Api::<Node>::all(client), watcher::Config::default().any_semantic())
-            .backoff(ReconnectBackoff {
-                next: ReconnectBackoff::FIRST
-            })
+            .backoff(ReconnectBackoff::default())
             .modify(strip_node)
             .reflect(writer)
     );
@@ -138,36 +142,6 @@ fn strip_node(node: &mut Node) {
         status.node_info = None;
         status.capacity = None;
         status.allocatable = None;
-    }
-}
-
-/// Retries after a failed watch: from 200 ms doubling up to 4 s, each with up to 50%
-/// random jitter so that replicas do not reconnect in step. kube's default goes up to
-/// 30 s, which after an API server outage would delay fresh answers by as much; one
-/// watch per replica is cheap enough to retry sooner.
-#[derive(Debug)]
-struct ReconnectBackoff {
-    next: Duration,
-}
-
-impl ReconnectBackoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(4);
-}
-
-impl Iterator for ReconnectBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        Some(delay.mul_f64(1.0 + rand::random::<f64>() * 0.5))
-    }
-}
-
-impl Backoff for ReconnectBackoff {
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
     }
 }
 

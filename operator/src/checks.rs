@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
-use mvdns_api::{CheckResult, CheckStatus, HealthCheck};
+use mvdns_api::{CheckResult, CheckStatus, HealthCheck, MultiValueRecordSetStatus};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
@@ -73,6 +73,20 @@ impl CheckState {
         changed_result || new_reason || flipped
     }
 
+    /// The state a written status recorded. A leader that takes over (or regains the
+    /// lease after an API server outage) resumes from it, so a value found failing
+    /// stays out of the answers instead of counting as new and healthy until its first
+    /// probe.
+    pub fn from_status(healthy: bool, recorded: &CheckStatus) -> Self {
+        Self {
+            healthy,
+            last_result: recorded.last_result,
+            consecutive: recorded.consecutive,
+            last_change: recorded.last_change.clone(),
+            last_error: recorded.last_error.clone(),
+        }
+    }
+
     pub fn status(&self) -> CheckStatus {
         CheckStatus {
             last_result: self.last_result,
@@ -81,6 +95,25 @@ impl CheckState {
             last_error: self.last_error.clone(),
         }
     }
+}
+
+/// The check states a record set's status recorded, by source, for the wanted checks
+/// whose value is the one recorded (a changed value starts afresh).
+pub fn recorded_states(
+    status: Option<&MultiValueRecordSetStatus>,
+    wanted: &[WantedCheck],
+) -> HashMap<String, CheckState> {
+    let values = status.map(|s| s.values.as_slice()).unwrap_or_default();
+    wanted
+        .iter()
+        .filter_map(|want| {
+            let recorded = values
+                .iter()
+                .find(|v| v.source == want.source && v.value == want.value)?;
+            let state = CheckState::from_status(recorded.healthy, recorded.check.as_ref()?);
+            Some((want.source.clone(), state))
+        })
+        .collect()
 }
 
 /// A checked value of one record set, identified by its `source` (`static/<id>`).
@@ -139,9 +172,16 @@ impl HealthChecker {
         }
     }
 
-    /// Makes the running checks of one record set match `wanted`: starts new ones,
-    /// restarts changed ones, stops removed ones. Returns the current states by source.
-    pub fn sync(&self, namespace: &str, record_set: &str, wanted: Vec<WantedCheck>) -> HashMap<String, CheckState> {
+    /// Makes the running checks of one record set match `wanted`: starts new ones
+    /// (from the state `recorded` in status, if any), restarts changed ones, stops
+    /// removed ones. Returns the current states by source.
+    pub fn sync(
+        &self,
+        namespace: &str,
+        record_set: &str,
+        wanted: Vec<WantedCheck>,
+        mut recorded: HashMap<String, CheckState>,
+    ) -> HashMap<String, CheckState> {
         let Ok(mut entries) = self.entries.lock() else {
             return HashMap::new();
         };
@@ -163,7 +203,7 @@ impl HealthChecker {
             let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
                 task: self.spawn_probe_loop(key, want.clone()),
                 wanted: want.clone(),
-                state: CheckState::default(),
+                state: recorded.remove(&want.source).unwrap_or_default(),
             });
             states.insert(want.source, entry.state.clone());
         }
@@ -289,5 +329,40 @@ mod tests {
             state.record(i % 2 == 0, None, 2, &at(i));
         }
         assert!(state.healthy && state.last_change.is_none());
+    }
+
+    #[test]
+    fn a_new_leader_resumes_the_recorded_state_of_unchanged_values() {
+        let check: HealthCheck = serde_json::from_value(serde_json::json!({"type": "TCP", "port": 80})).expect("check");
+        let want = |source: &str, value: &str| WantedCheck {
+            source: source.into(),
+            value: value.into(),
+            check: check.clone(),
+        };
+        let status: MultiValueRecordSetStatus = serde_json::from_value(serde_json::json!({
+            "values": [
+                {"value": "192.0.2.1", "healthy": false, "source": "static/0",
+                 "check": {"lastResult": "Failure", "consecutive": 3, "lastError": "refused"}},
+                {"value": "192.0.2.2", "healthy": false, "source": "static/1",
+                 "check": {"lastResult": "Failure", "consecutive": 1}},
+                {"value": "192.0.2.3", "healthy": true, "source": "static/2"},
+            ],
+            "healthyCount": 1, "totalCount": 3,
+        }))
+        .expect("status");
+        let wanted = [
+            want("static/0", "192.0.2.1"),
+            want("static/1", "198.51.100.9"), // the value changed: start afresh
+            want("static/2", "192.0.2.3"),    // no check recorded
+        ];
+        let states = recorded_states(Some(&status), &wanted);
+        assert_eq!(states.len(), 1, "{states:?}");
+        let resumed = &states["static/0"];
+        assert!(!resumed.healthy);
+        assert_eq!(
+            (resumed.last_result, resumed.consecutive, resumed.last_error.as_deref()),
+            (CheckResult::Failure, 3, Some("refused"))
+        );
+        assert!(recorded_states(None, &wanted).is_empty());
     }
 }

@@ -15,11 +15,12 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mvdns_api::ownership::{NameClaim, name_owners};
+use mvdns_api::reconnect::ReconnectBackoff;
 use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::HealthChecker;
+use crate::checks::{HealthChecker, recorded_states};
 use crate::metrics::Metrics;
 use crate::status::{Conflict, StatusInput, desired_status, now_in_seconds, transitions};
 use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
@@ -69,7 +70,7 @@ pub async fn run(
 
     let (pod_store, pod_writer) = reflector::store();
     let pod_events = watcher(pods, watcher::Config::default().any_semantic())
-        .default_backoff()
+        .backoff(ReconnectBackoff::default())
         .modify(strip_pod)
         .reflect(pod_writer)
         .touched_objects();
@@ -81,7 +82,7 @@ pub async fn run(
         Api::<PartialObjectMeta<Node>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .default_backoff()
+    .backoff(ReconnectBackoff::default())
     .reflect(node_writer)
     .for_each(|_| async {});
     tokio::spawn(async move {
@@ -96,8 +97,14 @@ pub async fn run(
     // the first change is written at once and later ones wait for the rest of the
     // window (`write_delay`); kube already merges triggers that arrive while a
     // reconcile of the same object runs.
-    let controller = Controller::new(record_sets.clone(), watcher::Config::default().any_semantic());
-    let rs_store = controller.store();
+    // Every watch retries on mvdns's schedule (at most 4 s apart), not kube's default
+    // (up to 30 s), so changes are written soon after an API server outage.
+    let (rs_store, rs_writer) = reflector::store();
+    let rs_events = watcher(record_sets.clone(), watcher::Config::default().any_semantic())
+        .backoff(ReconnectBackoff::default())
+        .reflect(rs_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(rs_events, rs_store.clone());
     let by_pod = rs_store.clone();
     let by_name = rs_store.clone();
 
@@ -126,9 +133,12 @@ pub async fn run(
     controller
         .watches_stream(pod_events, move |pod| record_sets_for_pod(&by_pod, &pod))
         // A record set appearing or vanishing can hand a name to another namespace.
-        .watches(record_sets, watcher::Config::default().any_semantic(), move |rs| {
-            record_sets_sharing_name(&by_name, &rs)
-        })
+        .watches_stream(
+            watcher(record_sets, watcher::Config::default().any_semantic())
+                .backoff(ReconnectBackoff::default())
+                .touched_objects(),
+            move |rs| record_sets_sharing_name(&by_name, &rs),
+        )
         .reconcile_on(changed_checks)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, context)
@@ -276,7 +286,9 @@ async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
 async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -> Result<Action, Error> {
     let namespace = record_set.namespace().unwrap_or_default();
     let name = record_set.name_any();
-    let checks = ctx.checker.sync(&namespace, &name, wanted_checks(&record_set.spec));
+    let wanted = wanted_checks(&record_set.spec);
+    let recorded = recorded_states(record_set.status.as_ref(), &wanted);
+    let checks = ctx.checker.sync(&namespace, &name, wanted, recorded);
     let computed = compute_values(record_set, &ctx.pods, &ctx.nodes, &checks);
     let conflict = find_conflict(record_set, &ctx.record_sets);
     let input = StatusInput {

@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod endpoints;
 pub mod operator;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config, CustomResourceExt};
 use mvdns_api::MultiValueRecordSet;
+use serde::Deserialize;
 use serde_json::json;
 
 /// Annotation the KWOK test stages watch (hack/kwok-test-stages.yaml).
@@ -287,8 +289,25 @@ pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {
     if !rendered.status.success() {
         bail!("helm template failed: {}", String::from_utf8_lossy(&rendered.stderr));
     }
-    let manifest = env.dir.join(format!("chart-{namespace}.yaml"));
-    std::fs::write(&manifest, &rendered.stdout)?;
+    // Cluster-scoped objects get the test namespace as owner, so the garbage collector
+    // removes them with it instead of leaving ClusterRoles behind after every run.
+    let ns = Api::<Namespace>::all(env.admin_client().await?).get(namespace).await?;
+    let owner = json!([{"apiVersion": "v1", "kind": "Namespace", "name": namespace,
+                        "uid": ns.metadata.uid.context("namespace without uid")?}]);
+    let mut items = Vec::new();
+    for document in serde_yaml::Deserializer::from_slice(&rendered.stdout) {
+        let mut object = serde_json::Value::deserialize(document)?;
+        if object.is_null() {
+            continue;
+        }
+        if matches!(object["kind"].as_str(), Some("ClusterRole" | "ClusterRoleBinding")) {
+            object["metadata"]["ownerReferences"] = owner.clone();
+        }
+        items.push(object);
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let manifest = env.dir.join(format!("chart-{namespace}.json"));
+    std::fs::write(&manifest, serde_json::to_vec(&list)?)?;
     env.kubectl(&["apply", "-f", &manifest.to_string_lossy()]).await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mvdns_api::MultiValueRecordSet;
 use mvdns_tests::dns::*;
+use mvdns_tests::endpoints::{Behaviour, Endpoint};
 use mvdns_tests::operator::*;
 use mvdns_tests::*;
 use serde_json::json;
@@ -324,9 +325,11 @@ async fn another_namespace_cannot_take_over_a_name_even_by_writing_status() -> R
     Ok(())
 }
 
-/// The API server crashes for 30 s while a client keeps asking: every answer stays
-/// correct (no SERVFAIL, no NXDOMAIN, no empty answer), and a change made after it
-/// returns is served.
+/// The API server crashes for 60 s while a client keeps asking, and etcd's history is
+/// compacted meanwhile so that every watch's resourceVersion has expired when it comes
+/// back: every answer stays correct (no SERVFAIL, no NXDOMAIN, no empty answer); the DNS
+/// server re-lists without dropping what it serves; a health-check result that changed
+/// during the outage, and a change made after it, are served once it returns.
 #[tokio::test]
 async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     let _turn = SERIAL.lock().await;
@@ -344,29 +347,56 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
         json!({"name": name, "type": "A", "podSelector": {"matchLabels": {"app": "web"}}}),
     )
     .await?;
+    let stays = Endpoint::start("127.0.0.21", Behaviour::Respond(200, "ok".into()), false).await?;
+    let mut fails = Endpoint::start("127.0.0.22", Behaviour::Respond(200, "ok".into()), false).await?;
+    let checked_name = format!("checked.{}.example.internal.", ns.name);
+    let check = |endpoint: &Endpoint| json!({"value": endpoint.ip(), "healthCheck": {"type": "TCP", "port": endpoint.port(), "intervalSeconds": 5, "failureThreshold": 1}});
+    apply_record_set(
+        &env,
+        &ns.name,
+        "checked",
+        json!({"name": checked_name, "type": "A", "values": [check(&stays), check(&fails)]}),
+    )
+    .await?;
     let ask = Ask::new(&name, RecordType::A);
+    let checked = Ask::new(&checked_name, RecordType::A);
     let all: Vec<String> = ips(&web).into_iter().collect();
+    let both = vec![stays.ip(), fails.ip()];
     wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == all).await?;
+    wait_answer(dns.address, &checked, LIMIT, |m| answer_data(m) == both).await?;
+    let lists_before = dns.shared.metrics.watch_lists.get();
 
     testenv_command(&env, "apiserver-stop").await?;
-    let outage = Duration::from_secs(30);
+    testenv_command(&env, "etcd-compact").await?;
+    let outage = Duration::from_secs(60);
     let started = Instant::now();
-    let (mut answered, mut wrong) = (0u32, Vec::new());
+    let (mut answered, mut wrong, mut failed) = (0u32, Vec::new(), false);
     while started.elapsed() < outage {
+        if !failed && started.elapsed() > Duration::from_secs(5) {
+            fails.set(Behaviour::Down).await?; // the operator sees it; the API server does not
+            failed = true;
+        }
         for response in [udp(dns.address, &ask).await?, tcp(dns.address, &ask).await?] {
             answered += 1;
             if response.metadata.response_code != ResponseCode::NoError || answer_data(&response) != all {
                 wrong.push(format!("{response}"));
             }
         }
+        let response = udp(dns.address, &checked).await?;
+        answered += 1;
+        let values = answer_data(&response);
+        if response.metadata.response_code != ResponseCode::NoError
+            || values.is_empty()
+            || !values.iter().all(|v| both.contains(v))
+        {
+            wrong.push(format!("{response}"));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     testenv_command(&env, "apiserver-start").await?;
-    // Leave the control plane as we found it: the controller-manager serves new
-    // namespaces again (it reconnects with backoff) before the next test starts.
-    drop(TestNamespace::new(&env, &env.admin_client().await?, "dns-after-outage").await?);
+    let returned = Instant::now();
     println!(
-        "answered {answered} queries during the 30 s outage, {} wrong",
+        "answered {answered} queries during the 60 s outage, {} wrong",
         wrong.len()
     );
     assert!(
@@ -375,7 +405,18 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
         wrong.len(),
         wrong[0]
     );
-    assert!(answered > 100);
+    assert!(answered > 300);
+
+    // The health-check result that changed while the API server was away is served.
+    let only_stays = vec![stays.ip()];
+    wait_answer(dns.address, &checked, LIMIT, |m| answer_data(m) == only_stays).await?;
+    println!(
+        "a health check that failed during the outage is out of the answers {:?} after the API server returned",
+        returned.elapsed()
+    );
+    // Leave the control plane as we found it: the controller-manager serves new
+    // namespaces again (it reconnects with backoff) before the next test starts.
+    drop(TestNamespace::new(&env, &env.admin_client().await?, "dns-after-outage").await?);
 
     // After the API server returns, a change is served again.
     let changed = Instant::now();
@@ -388,6 +429,16 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     println!(
         "a pod flipped after the outage: in status after {in_status:?}, in DNS answers after {:?}",
         changed.elapsed()
+    );
+    // The resumed watch found its resourceVersion compacted away and listed again.
+    let lists_after = dns.shared.metrics.watch_lists.get();
+    println!(
+        "record-set lists by the DNS server: {lists_before} before the outage, {lists_after} after; watch errors {}",
+        dns.shared.metrics.watch_errors.get()
+    );
+    assert!(
+        lists_after > lists_before,
+        "the DNS server re-listed after its resourceVersion expired"
     );
 
     dns.stop().await;

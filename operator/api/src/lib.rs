@@ -2,6 +2,7 @@
 //! admission rules, and the value parsing shared by the operator and the DNS server.
 
 pub mod ownership;
+pub mod reconnect;
 mod record_set;
 pub mod rules;
 pub mod value;
