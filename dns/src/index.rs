@@ -18,6 +18,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType as DnsType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
 use mvdns_api::value::{RecordData, parse_value};
+use mvdns_api::zones::Refusal;
 use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
 
 use crate::zone::Zones;
@@ -74,6 +75,8 @@ pub enum Skipped {
     NotOwner { record_set: String, owner: String },
     /// The name is outside every configured zone.
     OutsideZones { record_set: String, name: String },
+    /// The name is in a zone this namespace may not publish in.
+    NamespaceNotAllowed { record_set: String, zone: String },
     /// A status value that does not parse for the record type.
     InvalidValue { record_set: String, value: String },
     /// A CNAME where other records of the owning namespace live: CNAME cannot coexist
@@ -164,6 +167,10 @@ pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: 
                 record_set,
                 name: claim.name.clone(),
             });
+            continue;
+        }
+        if let Err(Refusal::NamespaceNotAllowed { zone, .. }) = zones.publish.check(&claim.name, &claim.namespace) {
+            index.skipped.push(Skipped::NamespaceNotAllowed { record_set, zone });
             continue;
         }
         groups
@@ -440,6 +447,36 @@ mod tests {
                 .any(|s| matches!(s, Skipped::InvalidValue { value, .. } if value == "not-an-ip"))
         );
         assert_eq!(index.record_sets_served, 1);
+    }
+
+    #[test]
+    fn a_restricted_zone_serves_only_its_namespaces() {
+        let zones = Zones::new(&crate::zone::ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            restricted: vec!["pay.example.internal.=payments".into()],
+            ..crate::zone::ZoneSettings::default()
+        })
+        .expect("zones");
+        let in_namespace = |namespace: &str, name: &str| {
+            record_set(
+                namespace,
+                "web",
+                "2026-01-01T00:00:00Z",
+                json!({"name": name, "type": "A", "values": [{"value": "192.0.2.1"}]}),
+                json!([{"value": "192.0.2.1", "healthy": true, "source": "0"}]),
+            )
+        };
+        let allowed = in_namespace("payments", "api.pay.example.internal.");
+        let intruder = in_namespace("shop", "checkout.pay.example.internal.");
+        let elsewhere = in_namespace("shop", "shop.example.internal.");
+        let index = build_index(&[&allowed, &intruder, &elsewhere], &zones, 1);
+        assert!(index.node(&lower("api.pay.example.internal.")).is_some());
+        assert!(index.node(&lower("shop.example.internal.")).is_some());
+        assert!(index.node(&lower("checkout.pay.example.internal.")).is_none());
+        assert!(index.skipped.contains(&Skipped::NamespaceNotAllowed {
+            record_set: "shop/web".into(),
+            zone: "pay.example.internal.".into()
+        }));
     }
 
     #[test]

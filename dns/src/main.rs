@@ -21,6 +21,11 @@ struct Args {
     /// Zones to serve (apex names); several allowed, comma-separated in the env var.
     #[arg(long = "zone", env = "MVDNS_ZONES", value_delimiter = ',', required = true)]
     zones: Vec<String>,
+    /// Zones only some namespaces may publish in, `ZONE=NAMESPACE[,NAMESPACE...]`;
+    /// repeat the flag, or separate entries with `;` in the env var. The operator takes
+    /// the same list and reports refusals in status.
+    #[arg(long = "restrict-zone", env = "MVDNS_RESTRICTED_ZONES", value_delimiter = ';')]
+    restricted_zones: Vec<String>,
     /// Address for DNS over UDP and TCP.
     #[arg(long, env = "MVDNS_LISTEN", default_value = "0.0.0.0:5353")]
     listen: SocketAddr,
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         soa_rname: args.soa_rname,
         nameservers: args.nameservers,
         negative_ttl: args.negative_ttl,
+        restricted: args.restricted_zones,
         ..ZoneSettings::default()
     })?;
     let server_config = ServerConfig {

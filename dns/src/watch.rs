@@ -217,6 +217,7 @@ fn skip_reason(skipped: &Skipped) -> &'static str {
         Skipped::InvalidName { .. } => "invalid_name",
         Skipped::NotOwner { .. } => "not_owner",
         Skipped::OutsideZones { .. } => "outside_zones",
+        Skipped::NamespaceNotAllowed { .. } => "namespace_not_allowed",
         Skipped::InvalidValue { .. } => "invalid_value",
         Skipped::CnameBesideOtherData { .. } => "cname_beside_other_data",
     }

@@ -4,6 +4,8 @@
 use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
+use mvdns_api::zones::PublishRules;
+
 use crate::Error;
 
 /// Zone settings as configured (flags / chart values).
@@ -22,6 +24,8 @@ pub struct ZoneSettings {
     pub negative_ttl: u32,
     /// TTL of the apex SOA and NS records.
     pub apex_ttl: u32,
+    /// Zones only some namespaces may publish in: `ZONE=NAMESPACE[,NAMESPACE...]`.
+    pub restricted: Vec<String>,
 }
 
 impl Default for ZoneSettings {
@@ -33,6 +37,7 @@ impl Default for ZoneSettings {
             nameservers: Vec::new(),
             negative_ttl: 30,
             apex_ttl: 300,
+            restricted: Vec::new(),
         }
     }
 }
@@ -81,7 +86,11 @@ impl Zone {
 /// Every configured zone, the most specific first so that nested zones resolve to the
 /// innermost one.
 #[derive(Clone, Debug)]
-pub struct Zones(Vec<Zone>);
+pub struct Zones {
+    zones: Vec<Zone>,
+    /// Which namespaces may publish where (the operator applies the same rules).
+    pub publish: PublishRules,
+}
 
 impl Zones {
     pub fn new(settings: &ZoneSettings) -> Result<Self, Error> {
@@ -116,16 +125,17 @@ impl Zones {
         }
         zones.sort_by_key(|z| std::cmp::Reverse(z.apex.num_labels()));
         zones.dedup_by(|a, b| a.apex == b.apex);
-        Ok(Self(zones))
+        let publish = PublishRules::parse(&settings.apexes, &settings.restricted).map_err(Error::Config)?;
+        Ok(Self { zones, publish })
     }
 
     /// The innermost zone containing `name`, if any.
     pub fn zone_of(&self, name: &LowerName) -> Option<&Zone> {
-        self.0.iter().find(|zone| zone.apex.zone_of(name))
+        self.zones.iter().find(|zone| zone.apex.zone_of(name))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.0.iter()
+        self.zones.iter()
     }
 }
 

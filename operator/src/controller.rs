@@ -16,6 +16,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mvdns_api::ownership::{NameClaim, name_owners};
 use mvdns_api::reconnect::ReconnectBackoff;
+use mvdns_api::value::normalize_fqdn;
+use mvdns_api::zones::PublishRules;
 use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +52,8 @@ pub struct Context {
     pub written: std::sync::Mutex<std::collections::HashMap<String, (MultiValueRecordSetStatus, Instant)>>,
     /// The coalescing window (`--coalesce-ms`).
     pub coalesce: Duration,
+    /// Who may publish where (`--zone`, `--restrict-zone`).
+    pub publish: PublishRules,
     /// When this controller started (leadership won).
     pub started: Instant,
 }
@@ -127,6 +131,7 @@ pub async fn run(
         checker,
         written: Default::default(),
         coalesce: config.coalesce,
+        publish: config.publish.clone(),
         started: Instant::now(),
     });
     tokio::spawn(forget_deleted_sets(context.clone(), stop.clone()));
@@ -291,10 +296,12 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     let checks = ctx.checker.sync(&namespace, &name, wanted, recorded);
     let computed = compute_values(record_set, &ctx.pods, &ctx.nodes, &checks);
     let conflict = find_conflict(record_set, &ctx.record_sets);
+    let refusal = normalize_fqdn(&record_set.spec.name).and_then(|name| ctx.publish.check(&name, &namespace).err());
     let input = StatusInput {
         generation: record_set.metadata.generation,
         computed,
         conflict,
+        refusal,
     };
     let uid = record_set.uid().unwrap_or_default();
     let last_written = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned());

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use mvdns_api::zones::PublishRules;
 use tokio_util::sync::CancellationToken;
 
 use crate::leader::{LeaderElector, LeaseConfig};
@@ -53,6 +54,9 @@ pub struct OperatorConfig {
     pub coalesce: Duration,
     /// Health-check probes in flight at most.
     pub probe_concurrency: usize,
+    /// The zones the DNS servers serve and who may publish in them; record sets the
+    /// rules refuse get `Ready=False, reason NotServed`. Default: no rules.
+    pub publish: PublishRules,
 }
 
 /// State shared with the admin server.

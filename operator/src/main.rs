@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use mvdns_api::zones::PublishRules;
 use mvdns_operator::leader::LeaseConfig;
 use mvdns_operator::{Health, OperatorConfig};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,15 @@ struct Args {
     /// Window in which changes to one record set are coalesced into one status write, in ms.
     #[arg(long, env = "MVDNS_COALESCE_MS", default_value_t = 100)]
     coalesce_ms: u64,
+    /// The zones the DNS servers serve (the chart passes the same list to both); a
+    /// record set named outside them gets `Ready=False, reason NotServed`. Default:
+    /// names are not checked.
+    #[arg(long = "zone", env = "MVDNS_ZONES", value_delimiter = ',')]
+    zones: Vec<String>,
+    /// Zones only some namespaces may publish in, `ZONE=NAMESPACE[,NAMESPACE...]`
+    /// (repeat the flag, or separate entries with `;` in the env var).
+    #[arg(long = "restrict-zone", env = "MVDNS_RESTRICTED_ZONES", value_delimiter = ';')]
+    restricted_zones: Vec<String>,
     /// Health-check probes in flight at most; a slow endpoint holds one slot until its timeout.
     #[arg(long, env = "MVDNS_PROBE_CONCURRENCY", default_value_t = 256)]
     probe_concurrency: usize,
@@ -73,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
         },
         coalesce: Duration::from_millis(args.coalesce_ms),
         probe_concurrency: args.probe_concurrency,
+        publish: PublishRules::parse(&args.zones, &args.restricted_zones)
+            .map_err(|e| anyhow::anyhow!("--zone/--restrict-zone: {e}"))?,
     };
     let client = kube::Client::try_default()
         .await

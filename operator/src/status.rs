@@ -7,6 +7,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use mvdns_api::MultiValueRecordSetStatus;
+use mvdns_api::zones::Refusal;
 
 use crate::values::ComputedValues;
 
@@ -22,6 +23,8 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const CONFLICT: &str = "Conflict";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Ready's reason when the zone rules refuse the name.
+pub const NOT_SERVED: &str = "NotServed";
 
 /// Another namespace owns the name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub struct StatusInput {
     pub generation: Option<i64>,
     pub computed: ComputedValues,
     pub conflict: Option<Conflict>,
+    /// The installation's zone rules refuse the name (outside the served zones, or a
+    /// zone this namespace may not publish in): the DNS servers will not answer it.
+    pub refusal: Option<Refusal>,
 }
 
 /// The status the record set should have now.
@@ -49,7 +55,7 @@ pub fn desired_status(
     let total = values.len();
     let healthy = values.iter().filter(|v| v.healthy).count();
     let fresh = [
-        ready_condition(healthy, total, input.conflict.as_ref()),
+        ready_condition(healthy, total, input.conflict.as_ref(), input.refusal.as_ref()),
         degraded_condition(healthy, total),
         conflict_condition(input.conflict.as_ref()),
         invalid_spec_condition(&input.computed.problems),
@@ -84,7 +90,15 @@ pub fn desired_status(
 
 type ConditionParts = (&'static str, bool, &'static str, String);
 
-fn ready_condition(healthy: usize, total: usize, conflict: Option<&Conflict>) -> ConditionParts {
+fn ready_condition(
+    healthy: usize,
+    total: usize,
+    conflict: Option<&Conflict>,
+    refusal: Option<&Refusal>,
+) -> ConditionParts {
+    if let Some(refusal) = refusal.filter(|_| conflict.is_none()) {
+        return (READY, false, NOT_SERVED, format!("not served: {refusal}"));
+    }
     match (conflict, healthy, total) {
         (Some(c), _, _) => (
             READY,
@@ -187,6 +201,15 @@ pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueReco
             });
         }
     }
+    if let Some(c) = find(Some(new), READY).filter(|c| c.reason == NOT_SERVED) {
+        if find(old, READY).is_none_or(|o| o.reason != NOT_SERVED) {
+            events.push(Transition {
+                warning: true,
+                reason: NOT_SERVED,
+                note: c.message,
+            });
+        }
+    }
     if let Some(c) = flipped_to_true(CONFLICT) {
         events.push(Transition {
             warning: true,
@@ -267,6 +290,7 @@ mod tests {
                 problems: Vec::new(),
             },
             conflict: None,
+            refusal: None,
         }
     }
 
@@ -320,6 +344,22 @@ mod tests {
         let status = desired_status(None, conflicted, &at(10));
         assert_eq!(condition(&status, READY).status, "False");
         assert!(condition(&status, CONFLICT).message.contains("namespace old"));
+    }
+
+    #[test]
+    fn a_refused_name_is_not_ready_and_says_why_once() {
+        let mut refused = input(3, 0);
+        refused.refusal = Some(Refusal::OutsideZones {
+            zones: vec!["example.internal.".into()],
+        });
+        let status = desired_status(None, refused.clone(), &at(10));
+        let ready = condition(&status, READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", NOT_SERVED));
+        assert!(ready.message.contains("outside the zones") && ready.message.contains("example.internal."));
+        let events = transitions(None, &status);
+        assert!(events.iter().any(|e| e.reason == NOT_SERVED && e.warning), "{events:?}");
+        let again = desired_status(Some(&status), refused, &at(20));
+        assert!(transitions(Some(&status), &again).is_empty(), "no repeated Event");
     }
 
     #[test]

@@ -34,10 +34,17 @@ pub struct RunningDns {
 
 impl RunningDns {
     pub async fn start(env: &TestEnv, namespace: &str, zones: &[&str]) -> Result<Self> {
+        Self::start_restricted(env, namespace, zones, &[]).await
+    }
+
+    /// With zones only some namespaces may publish in (`ZONE=NAMESPACE[,...]`).
+    pub async fn start_restricted(env: &TestEnv, namespace: &str, zones: &[&str], restricted: &[&str]) -> Result<Self> {
         let account = chart_service_account(namespace, "dns");
         let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
+        let owned = |items: &[&str]| items.iter().map(|z| (*z).to_owned()).collect();
         let zones = Zones::new(&ZoneSettings {
-            apexes: zones.iter().map(|z| (*z).to_owned()).collect(),
+            apexes: owned(zones),
+            restricted: owned(restricted),
             ..ZoneSettings::default()
         })?;
         let shared = Shared::new(zones);

@@ -41,6 +41,7 @@ impl RunningOperator {
             },
             coalesce: Duration::from_millis(100),
             probe_concurrency: 64,
+            publish: mvdns_api::zones::PublishRules::default(),
         };
         let shutdown = CancellationToken::new();
         let health = Arc::new(Health::default());

@@ -52,6 +52,17 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     pub async fn start(env: &TestEnv, namespace: &str, identity: &str, lease_seconds: u64) -> Result<Self> {
+        Self::start_with_args(env, namespace, identity, lease_seconds, &[]).await
+    }
+
+    /// Like `start`, with more command-line flags (`--zone`, `--restrict-zone`, ...).
+    pub async fn start_with_args(
+        env: &TestEnv,
+        namespace: &str,
+        identity: &str,
+        lease_seconds: u64,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let account = chart_service_account(namespace, "operator");
         let kubeconfig = service_account_kubeconfig(env, namespace, &account).await?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
@@ -60,6 +71,7 @@ impl OperatorProcess {
             .args(["--lease-namespace", namespace, "--identity", identity])
             .args(["--lease-duration-seconds", &lease_seconds.to_string()])
             .args(["--lease-renew-seconds", "1", "--admin-listen", &admin.to_string()])
+            .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -95,9 +95,7 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
     let mut failed_endpoint = Endpoint::start("127.0.0.32", Behaviour::Respond(200, "ok".into()), false).await?;
     failed_endpoint.set(Behaviour::Down).await?;
     let zone = format!("{}.example.internal.", ns.name);
-    let check = |endpoint: &Endpoint| {
-        json!({"value": endpoint.ip(), "healthCheck": {"type": "TCP", "port": endpoint.port(), "intervalSeconds": 5, "failureThreshold": 1}})
-    };
+    let check = |endpoint: &Endpoint| json!({"value": endpoint.ip(), "healthCheck": {"type": "TCP", "port": endpoint.port(), "intervalSeconds": 5, "failureThreshold": 1}});
     for (object, spec) in [
         (
             "steady",
@@ -119,7 +117,10 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
     let ask = |label: &str| Ask::new(&format!("{label}.{zone}"), RecordType::A);
     wait_answer(dns.address, &ask("steady"), LIMIT, |m| answer_data(m) == steady_answer).await?;
     wait_answer(dns.address, &ask("burst"), LIMIT, |m| m.answers.len() == 8).await?;
-    wait_answer(dns.address, &ask("checked"), LIMIT, |m| answer_data(m) == checked_answer).await?;
+    wait_answer(dns.address, &ask("checked"), LIMIT, |m| {
+        answer_data(m) == checked_answer
+    })
+    .await?;
     let standby = OperatorProcess::start(&env, &ns.name, "standby", lease_seconds).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,7 +198,13 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
 async fn ready_ips_by_app(pod_api: &Api<Pod>) -> Result<BTreeMap<String, Vec<String>>> {
     let mut by_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pod in pod_api.list(&ListParams::default()).await? {
-        let app = pod.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned().unwrap_or_default();
+        let app = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .cloned()
+            .unwrap_or_default();
         let entry = by_app.entry(app).or_default();
         if let (true, Some(ip)) = (is_pod_ready(&pod), pod_ip(&pod)) {
             entry.push(ip.to_owned());
@@ -306,7 +313,12 @@ async fn churn_storm_is_coalesced_and_memory_stays_bounded() -> Result<()> {
         // tens of milliseconds; a one-second span absorbs that (one extra at its edge).
         let busiest = times
             .iter()
-            .map(|start| times.iter().filter(|t| **t >= *start && **t - *start < Duration::from_secs(1)).count())
+            .map(|start| {
+                times
+                    .iter()
+                    .filter(|t| **t >= *start && **t - *start < Duration::from_secs(1))
+                    .count()
+            })
             .max()
             .unwrap_or(0);
         println!(
@@ -400,7 +412,11 @@ async fn flap(
         let lagging = pods
             .iter()
             .filter(|p| {
-                let wanted = p.metadata.annotations.as_ref().and_then(|a| a.get(TEST_READY_ANNOTATION));
+                let wanted = p
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(TEST_READY_ANNOTATION));
                 let wants_ready = wanted.is_none_or(|v| v != "false");
                 is_pod_ready(p) != wants_ready
             })
@@ -413,4 +429,203 @@ async fn flap(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok((flips, peak))
+}
+
+/// Record sets with hostile content that the schema lets through. A name outside the
+/// served zones, and a name in a zone restricted to another namespace, get
+/// `Ready=False, reason NotServed` with a message that says why, plus a Warning Event,
+/// and are not served (REFUSED, NXDOMAIN), even with a status written by hand. Odd but
+/// valid labels are served as written. A status of 10,000 values written by hand is
+/// served 8 at a time without disturbing other names.
+#[tokio::test]
+async fn hostile_record_sets_get_a_clear_condition_and_are_contained() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("fault-hostile").await?;
+    let zone = format!("{}.example.internal.", ns.name);
+    let locked = format!("locked.{zone}");
+    let restriction = format!("{locked}=someone-else");
+    let operator = OperatorProcess::start_with_args(
+        &env,
+        &ns.name,
+        "op",
+        15,
+        &["--zone", "example.internal.", "--restrict-zone", &restriction],
+    )
+    .await?;
+    let dns = RunningDns::start_restricted(&env, &ns.name, &["example.internal."], &[&restriction]).await?;
+    dns.wait_synced().await?;
+    let value = |ip: &str| json!({"value": ip});
+    let sets = [
+        (
+            "outside",
+            json!({"name": format!("web.{}.other.test.", ns.name), "type": "A", "values": [value("192.0.2.1")]}),
+        ),
+        (
+            "intruder",
+            json!({"name": format!("api.{locked}"), "type": "A", "values": [value("192.0.2.2")]}),
+        ),
+        (
+            "odd",
+            json!({"name": format!("x--y.UPPER_case.{}.{zone}", "l".repeat(63)), "type": "A", "values": [value("192.0.2.3")]}),
+        ),
+        (
+            "service",
+            json!({"name": format!("_sip._udp.{zone}"), "type": "SRV", "values": [value("10 5 5060 sip.example.com.")]}),
+        ),
+        (
+            "huge",
+            json!({"name": format!("huge.{zone}"), "type": "A", "values": [value("192.0.2.4")]}),
+        ),
+    ];
+    for (object, spec) in &sets {
+        apply_record_set(&env, &ns.name, object, spec.clone()).await?;
+    }
+    let record_sets: Api<MultiValueRecordSet> = ns.api();
+    let not_served = |s: &mvdns_api::MultiValueRecordSetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .filter(|c| c.reason == "NotServed")
+            .map(|c| c.message.clone())
+    };
+    let outside = wait_status(&record_sets, "outside", LIMIT, |s| not_served(s).is_some()).await?;
+    let message = not_served(&outside).unwrap_or_default();
+    println!("outside: {message}");
+    assert!(
+        message.contains("outside the zones") && message.contains("example.internal."),
+        "{message}"
+    );
+    let intruder = wait_status(&record_sets, "intruder", LIMIT, |s| not_served(s).is_some()).await?;
+    let message = not_served(&intruder).unwrap_or_default();
+    println!("intruder: {message}");
+    assert!(
+        message.contains(&locked) && message.contains("someone-else"),
+        "{message}"
+    );
+    let events = env
+        .kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "--field-selector",
+            "reason=NotServed",
+            "-o",
+            "name",
+        ])
+        .await?;
+    // Events are published in the background; give them a moment.
+    let events = if events.lines().count() < 2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        env.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "--field-selector",
+            "reason=NotServed",
+            "-o",
+            "name",
+        ])
+        .await?
+    } else {
+        events
+    };
+    assert_eq!(
+        events.lines().count(),
+        2,
+        "one NotServed Event per refused record set: {events}"
+    );
+
+    // Odd but valid labels: served, matched whatever the case.
+    let odd_name = format!("x--y.upper_case.{}.{zone}", "l".repeat(63));
+    wait_answer(dns.address, &Ask::new(&odd_name, RecordType::A), LIMIT, |m| {
+        answer_data(m) == ["192.0.2.3"]
+    })
+    .await?;
+    let srv = Ask::new(&format!("_sip._udp.{zone}"), RecordType::SRV);
+    wait_answer(dns.address, &srv, LIMIT, |m| {
+        answer_data(m) == ["10 5 5060 sip.example.com."]
+    })
+    .await?;
+    // Refused names are not served.
+    let outside_answer = udp(
+        dns.address,
+        &Ask::new(&format!("web.{}.other.test.", ns.name), RecordType::A),
+    )
+    .await?;
+    assert_eq!(outside_answer.metadata.response_code, ResponseCode::Refused);
+    let intruder_ask = Ask::new(&format!("api.{locked}"), RecordType::A);
+    assert_eq!(
+        udp(dns.address, &intruder_ask).await?.metadata.response_code,
+        ResponseCode::NXDomain
+    );
+
+    // With the operator gone (it would rewrite them), statuses written by hand: the
+    // intruder's claim of healthy values, and 10,000 values for `huge`.
+    operator.stop().await?;
+    let admin = env.admin_client().await?;
+    let by_hand: Api<MultiValueRecordSet> = Api::namespaced(admin, &ns.name);
+    let forged = json!({"status": {"values": [{"value": "192.0.2.2", "healthy": true, "source": "static/0"}], "healthyCount": 1, "totalCount": 1}});
+    by_hand
+        .patch_status("intruder", &PatchParams::default(), &Patch::Merge(&forged))
+        .await?;
+    let many: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| json!({"value": format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256), "healthy": true, "source": format!("pod/p{i}")}))
+        .collect();
+    let values_before = dns.shared.metrics.values_served.get();
+    let rss_before = rss_kib()?;
+    let written = Instant::now();
+    by_hand
+        .patch_status(
+            "huge",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"values": many, "healthyCount": 10_000, "totalCount": 10_000}})),
+        )
+        .await?;
+    let huge = Ask::new(&format!("huge.{zone}"), RecordType::A);
+    wait_answer(dns.address, &huge, LIMIT, |m| m.answers.len() == 8).await?;
+    println!(
+        "a status of 10,000 values is served {:?} after it was written; values served {values_before} -> {}; \
+         test process RSS {:.1} -> {:.1} MiB",
+        written.elapsed(),
+        dns.shared.metrics.values_served.get(),
+        rss_before as f64 / 1024.0,
+        rss_kib()? as f64 / 1024.0
+    );
+    let mut seen = BTreeSet::new();
+    for _ in 0..200 {
+        let response = udp(dns.address, &huge).await?;
+        let values = answer_data(&response);
+        assert_eq!(values.iter().collect::<BTreeSet<_>>().len(), 8, "8 distinct values");
+        assert!(values.iter().all(|v| v.starts_with("10.10")), "{values:?}");
+        seen.extend(values);
+    }
+    assert!(
+        seen.len() > 1000,
+        "answers spread over the 10,000 values: {} distinct",
+        seen.len()
+    );
+    assert!(dns.shared.metrics.values_served.get() >= 10_000);
+    assert_eq!(
+        udp(dns.address, &intruder_ask).await?.metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    wait_answer(dns.address, &Ask::new(&odd_name, RecordType::A), LIMIT, |m| {
+        answer_data(m) == ["192.0.2.3"]
+    })
+    .await?;
+
+    dns.stop().await;
+    Ok(())
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
 }

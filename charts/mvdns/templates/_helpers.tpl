@@ -103,3 +103,12 @@ live Service's (lookup; empty in `helm template`). */}}
 {{- if $svc -}}{{- $svc.spec.clusterIP -}}{{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* dns.restrictedZones as the binaries read it: "ZONE=NS,NS;ZONE=NS". */}}
+{{- define "mvdns.restrictedZones" -}}
+{{- $entries := list -}}
+{{- range $zone, $namespaces := . -}}
+{{- $entries = append $entries (printf "%s=%s" $zone (join "," $namespaces)) -}}
+{{- end -}}
+{{- join ";" $entries -}}
+{{- end -}}

@@ -6,6 +6,7 @@ pub mod reconnect;
 mod record_set;
 pub mod rules;
 pub mod value;
+pub mod zones;
 
 use kube::CustomResourceExt;
 
