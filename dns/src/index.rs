@@ -112,7 +112,7 @@ impl Index {
 pub type NameKey = Box<[u8]>;
 
 pub fn name_key(name: &Name) -> NameKey {
-    let mut key = Vec::with_capacity(usize::from(name.len()) + 2);
+    let mut key = Vec::with_capacity(name.len() + 2);
     for label in name.iter() {
         key.push(u8::try_from(label.len()).unwrap_or(u8::MAX));
         key.extend(label.iter().map(u8::to_ascii_lowercase));

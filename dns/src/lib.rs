@@ -14,6 +14,7 @@ pub mod answer;
 pub mod fast;
 pub mod index;
 pub mod metrics;
+pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod topology;

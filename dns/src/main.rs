@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use mvdns_server::rrl::RateLimitConfig;
 use mvdns_server::server::{self, ServerConfig};
 use mvdns_server::watch::{self, WatchConfig};
 use mvdns_server::zone::{ZoneSettings, Zones};
@@ -56,6 +57,15 @@ struct Args {
     /// Seconds a TCP connection may stay without a complete request.
     #[arg(long, env = "MVDNS_TCP_IDLE_TIMEOUT_SECONDS", default_value_t = 10)]
     tcp_idle_timeout_seconds: u64,
+    /// Response rate limiting over UDP: responses per second per client subnet (/24,
+    /// /56); 0 turns it off (the default: behind CoreDNS or NodeLocal DNSCache every
+    /// query comes from a few addresses).
+    #[arg(long, env = "MVDNS_RRL_RESPONSES_PER_SECOND", default_value_t = 0)]
+    rrl_responses_per_second: u32,
+    /// Every Nth rate-limited response is sent as an empty truncated answer, so real
+    /// clients retry over TCP; 0 drops them all.
+    #[arg(long, env = "MVDNS_RRL_SLIP", default_value_t = 2)]
+    rrl_slip: u32,
     /// Changes to record sets within this window are served together.
     #[arg(long, env = "MVDNS_DEBOUNCE_MS", default_value_t = 5)]
     debounce_ms: u64,
@@ -94,6 +104,10 @@ async fn main() -> anyhow::Result<()> {
             .udp_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         max_tcp_connections: args.max_tcp_connections,
+        rate_limit: (args.rrl_responses_per_second > 0).then_some(RateLimitConfig {
+            responses_per_second: args.rrl_responses_per_second,
+            slip: args.rrl_slip,
+        }),
         tcp_idle_timeout: Duration::from_secs(args.tcp_idle_timeout_seconds),
     };
     let watch_config = WatchConfig {

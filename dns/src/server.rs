@@ -9,8 +9,8 @@
 //! under hostile load. hickory-proto stays the codec ([`crate::wire`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,6 +24,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::fast::answer_fast;
+use crate::rrl::{RateLimitConfig, RateLimiter, Verdict, truncate_to_question};
 use crate::wire::{Served, Transport, respond};
 use crate::{Error, Shared};
 
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub max_tcp_connections: usize,
     /// A TCP connection is closed when no complete request arrives within this time.
     pub tcp_idle_timeout: Duration,
+    /// Response rate limiting per client subnet over UDP; `None` answers everything.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// The bound sockets, so that callers (and tests binding port 0) learn the address
@@ -87,14 +90,20 @@ fn tcp_listener(address: SocketAddr) -> Result<TcpListener, Error> {
 /// Serves on `sockets` until `shutdown` is cancelled, then returns once every loop ended.
 pub async fn serve(sockets: Sockets, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut loops = tokio::task::JoinSet::new();
+    let limiter = config.rate_limit.map(|c| Arc::new(Mutex::new(RateLimiter::new(c))));
     for socket in sockets.udp {
-        loops.spawn(udp_loop(socket, shared.clone(), shutdown.clone()));
+        loops.spawn(udp_loop(socket, shared.clone(), limiter.clone(), shutdown.clone()));
     }
     loops.spawn(tcp_loop(sockets.tcp, config, shared, shutdown));
     while loops.join_next().await.is_some() {}
 }
 
-async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn udp_loop(
+    socket: UdpSocket,
+    shared: Arc<Shared>,
+    limiter: Option<Arc<Mutex<RateLimiter>>>,
+    shutdown: CancellationToken,
+) {
     // 4096 bytes: nothing larger is a sensible query; longer datagrams are cut and then
     // fail to decode (FORMERR).
     let mut buffer = vec![0u8; 4096];
@@ -112,12 +121,29 @@ async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellation
             },
             () = shutdown.cancelled() => return,
         };
-        if handle(&shared, &buffer[..len], Transport::Udp, peer, &mut rng, &mut out)
-            && let Err(error) = socket.send_to(&out, peer).await
-        {
+        if !handle(&shared, &buffer[..len], Transport::Udp, peer, &mut rng, &mut out) {
+            continue;
+        }
+        match limiter.as_deref().map_or(Verdict::Send, |l| verdict(l, peer)) {
+            Verdict::Send => {}
+            Verdict::Slip => {
+                truncate_to_question(&mut out);
+                shared.metrics.truncated.inc();
+                shared.metrics.count_dropped("rate_limit_slipped");
+            }
+            Verdict::Drop => {
+                shared.metrics.count_dropped("rate_limit");
+                continue;
+            }
+        }
+        if let Err(error) = socket.send_to(&out, peer).await {
             tracing::debug!(%error, %peer, "UDP send failed");
         }
     }
+}
+
+fn verdict(limiter: &Mutex<RateLimiter>, peer: SocketAddr) -> Verdict {
+    limiter.lock().map_or(Verdict::Send, |mut l| l.check(peer.ip()))
 }
 
 async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {

@@ -122,7 +122,7 @@ pub fn respond<R: Rng + ?Sized>(
 /// resolver asks for (RFC 7871).
 fn client_subnet(request: &Message) -> Option<ClientSubnet> {
     match request.edns.as_ref()?.option(EdnsCode::Subnet)? {
-        EdnsOption::Subnet(subnet) => Some(subnet.clone()),
+        EdnsOption::Subnet(subnet) => Some(*subnet),
         _ => None,
     }
 }

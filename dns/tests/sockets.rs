@@ -9,6 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use mvdns_server::Shared;
+use mvdns_server::rrl::RateLimitConfig;
 use mvdns_server::server::{self, ServerConfig};
 use mvdns_server::zone::{ZoneSettings, Zones};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +17,14 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 async fn start(max_tcp_connections: usize, idle: Duration) -> (SocketAddr, Arc<Shared>, CancellationToken) {
+    start_limited(max_tcp_connections, idle, None).await
+}
+
+async fn start_limited(
+    max_tcp_connections: usize,
+    idle: Duration,
+    rate_limit: Option<RateLimitConfig>,
+) -> (SocketAddr, Arc<Shared>, CancellationToken) {
     let zones = Zones::new(&ZoneSettings {
         apexes: vec!["example.internal.".into()],
         ..ZoneSettings::default()
@@ -29,6 +38,7 @@ async fn start(max_tcp_connections: usize, idle: Duration) -> (SocketAddr, Arc<S
         udp_workers: 1,
         max_tcp_connections,
         tcp_idle_timeout: idle,
+        rate_limit,
     };
     let sockets = server::bind(&config).expect("bind");
     let address = sockets.address;
@@ -49,13 +59,18 @@ fn soa_query() -> Vec<u8> {
 
 async fn udp_soa(server: SocketAddr) -> Message {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+    udp_soa_from(&socket, server).await.expect("UDP answer within 2s")
+}
+
+/// One SOA query from `socket`; `None` if no answer comes within 2 s.
+async fn udp_soa_from(socket: &UdpSocket, server: SocketAddr) -> Option<Message> {
     socket.send_to(&soa_query(), server).await.expect("send");
     let mut buffer = vec![0u8; 4096];
     let (len, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
         .await
-        .expect("UDP answer within 2s")
+        .ok()?
         .expect("receive");
-    Message::from_vec(&buffer[..len]).expect("decodes")
+    Some(Message::from_vec(&buffer[..len]).expect("decodes"))
 }
 
 /// Sends one framed query on `stream` and reads the framed answer.
@@ -132,5 +147,59 @@ async fn hostile_packets_get_formerr_or_nothing_and_others_are_still_answered() 
     drop(stream);
     header[5] = 1;
     assert_eq!(udp_soa(server).await.answers.len(), 1, "still answering");
+    shutdown.cancel();
+}
+
+/// With response rate limiting on, a flood from one /24 gets its rate (plus every
+/// second limited answer as an empty TC answer, so a real client moves to TCP), TCP
+/// still answers it, and a client in another subnet is not affected.
+#[tokio::test]
+async fn rate_limiting_caps_one_subnet_and_spares_others() {
+    let limit = RateLimitConfig {
+        responses_per_second: 20,
+        slip: 2,
+    };
+    let (server, shared, shutdown) = start_limited(4, Duration::from_secs(2), Some(limit)).await;
+    let flooder = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+    flooder.connect(server).await.expect("connect");
+    let sent = 200u32;
+    for _ in 0..sent {
+        flooder.send(&soa_query()).await.expect("send");
+    }
+    let (mut full, mut truncated) = (0u32, 0u32);
+    let mut buffer = vec![0u8; 4096];
+    while let Ok(Ok(len)) = tokio::time::timeout(Duration::from_millis(500), flooder.recv(&mut buffer)).await {
+        let message = Message::from_vec(&buffer[..len]).expect("decodes");
+        if message.metadata.truncation {
+            assert!(message.answers.is_empty() && message.queries.len() == 1, "{message}");
+            truncated += 1;
+        } else {
+            assert_eq!(message.answers.len(), 1, "{message}");
+            full += 1;
+        }
+    }
+    println!("{sent} queries from one subnet: {full} answers, {truncated} truncated, the rest dropped");
+    // 20 tokens, plus the few that refill while the burst is read (well under a second).
+    assert!((20..=40).contains(&full), "{full} full answers");
+    let limited = sent - full;
+    assert!(
+        truncated.abs_diff(limited / 2) <= 1,
+        "{truncated} truncated of {limited} limited"
+    );
+    // Another /24 (127.0.1.0/24) gets its own bucket.
+    let neighbour = UdpSocket::bind((Ipv4Addr::new(127, 0, 1, 1), 0))
+        .await
+        .expect("bind 127.0.1.1");
+    let answer = udp_soa_from(&neighbour, server)
+        .await
+        .expect("an answer for another subnet");
+    assert!(!answer.metadata.truncation && answer.answers.len() == 1);
+    // TCP is never limited.
+    let mut stream = TcpStream::connect(server).await.expect("connect");
+    for _ in 0..30 {
+        assert_eq!(tcp_soa(&mut stream).await.expect("TCP answer").answers.len(), 1);
+    }
+    let metrics = shared.metrics.encode();
+    assert!(metrics.contains("reason=\"rate_limit\""), "{metrics}");
     shutdown.cancel();
 }

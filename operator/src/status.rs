@@ -201,14 +201,14 @@ pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueReco
             });
         }
     }
-    if let Some(c) = find(Some(new), READY).filter(|c| c.reason == NOT_SERVED) {
-        if find(old, READY).is_none_or(|o| o.reason != NOT_SERVED) {
-            events.push(Transition {
-                warning: true,
-                reason: NOT_SERVED,
-                note: c.message,
-            });
-        }
+    if let Some(c) = find(Some(new), READY).filter(|c| c.reason == NOT_SERVED)
+        && find(old, READY).is_none_or(|o| o.reason != NOT_SERVED)
+    {
+        events.push(Transition {
+            warning: true,
+            reason: NOT_SERVED,
+            note: c.message,
+        });
     }
     if let Some(c) = flipped_to_true(CONFLICT) {
         events.push(Transition {

@@ -53,6 +53,7 @@ impl RunningDns {
             udp_workers: 2,
             max_tcp_connections: 64,
             tcp_idle_timeout: Duration::from_secs(5),
+            rate_limit: None,
         };
         let sockets = server::bind(&config)?;
         let address = sockets.address;
