@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Measures the operator's memory with many pods: N KWOK pods behind 100 record sets,
-# the release binary running under the chart's ServiceAccount, RSS once every record
-# set's status lists its pods. A measurement, not a test (see BENCHMARKS in the notes).
+# Measures the operator's and the DNS server's memory with many pods: N KWOK pods behind
+# 100 record sets, the release binaries running under the chart's ServiceAccounts, RSS
+# once every record set's status lists its pods (operator) and once the DNS server
+# serves them all, plus the status size per record set. A measurement, not a test
+# (see BENCHMARKS.md).
 #   hack/measure-operator.sh [PODS ...]      default: 1000 5000
 LOG_TAG=measure
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,8 +11,9 @@ LOG_TAG=measure
 SETS=100
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
-cargo build --release -q -p mvdns-operator
+cargo build --release -q -p mvdns-operator -p mvdns-server
 OPERATOR="$ROOT/target/release/mvdns-operator"
+DNS="$ROOT/target/release/mvdns-server"
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 
 # pods_yaml NS COUNT: COUNT pods spread over the fake nodes, label set=<i mod SETS>.
@@ -52,13 +55,31 @@ measure() {
   done
   local converged; converged=$(echo "$(date +%s.%N) - $started" | bc)
   sleep 5 # let the allocator settle after the initial burst
-  local rss hwm cpu
+  local rss hwm cpu status_bytes
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
-  printf 'RESULT pods=%d record_sets=%d first_full_status_s=%.1f rss_mib=%.1f peak_rss_mib=%.1f cpu_s=%.2f\n' \
-    "$pods" "$SETS" "$converged" "$(echo "$rss/1024" | bc -l)" "$(echo "$hwm/1024" | bc -l)" "$cpu"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  status_bytes=$(kubectl -n "$ns" get mvrs s0 -o json | python3 -c 'import json, sys; print(len(json.dumps(json.load(sys.stdin)["status"], separators=(",", ":"))))')
+  printf 'RESULT operator pods=%d record_sets=%d first_full_status_s=%.1f rss_mib=%.1f peak_rss_mib=%.1f cpu_s=%.2f status_bytes_per_set=%d\n' \
+    "$pods" "$SETS" "$converged" "$(echo "$rss/1024" | bc -l)" "$(echo "$hwm/1024" | bc -l)" "$cpu" "$status_bytes"
+
+  # The DNS server, serving every value of every record set.
+  local dns_kubeconfig="$MVDNS_TESTENV_DIR/$ns-dns.kubeconfig"
+  sed "s|^\(\s*token:\).*|\1 $(kubectl -n "$ns" create token "$ns-dns" --duration=1h)|" "$MVDNS_TESTENV_DIR/admin.kubeconfig" >"$dns_kubeconfig"
+  KUBECONFIG="$dns_kubeconfig" "$DNS" --zone example.internal. --listen 127.0.0.1:15399 --admin-listen 127.0.0.1:19154 \
+    --namespace "$ns" --log-format json >"$MVDNS_TESTENV_DIR/$ns-dns.log" 2>&1 &
+  local dns_pid=$! served=0 tries=0
+  while [ "$served" -lt "$pods" ] && [ $tries -lt 120 ]; do
+    sleep 0.5; tries=$((tries + 1))
+    served=$(curl -sf 127.0.0.1:19154/metrics | awk '/^mvdns_dns_values_served / {print $2}')
+    served=${served:-0}
+  done
+  [ "$served" -ge "$pods" ] || die "the DNS server serves $served of $pods values; see $MVDNS_TESTENV_DIR/$ns-dns.log"
+  sleep 2
+  printf 'RESULT dns values_served=%d rss_mib=%.1f peak_rss_mib=%.1f answers=%d\n' "$served" \
+    "$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$dns_pid/status")" "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$dns_pid/status")" \
+    "$(dig @127.0.0.1 -p 15399 "s1.$ns.example.internal." A +short | wc -l)"
+  kill "$dns_pid" "$pid"; wait "$pid" "$dns_pid" 2>/dev/null || true
   kubectl delete namespace "$ns" --wait=false >/dev/null
 }
 
