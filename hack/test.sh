@@ -27,5 +27,7 @@ log "checking the Helm chart, its schema and Pod Security on the control plane, 
 # MVDNS_TILT=build: Tilt is built once (about 11 minutes) and cached, so the Tiltfile is
 # evaluated on every run.
 KUBECONFIG="$MVDNS_TESTENV_DIR/admin.kubeconfig" MVDNS_TILT=build "$ROOT/hack/chart-check.sh" || failed=1
+log "checking the dependencies' licences and sources (deny.toml)"
+"$ROOT/hack/deny.sh" || failed=1
 [ "$failed" = 0 ] || die "some tests failed (see above)"
 log "all tests passed"
