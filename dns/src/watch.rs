@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -21,6 +21,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Api, Client};
 use mvdns_api::MultiValueRecordSet;
+use mvdns_api::coalesce::wait_in_window;
 use mvdns_api::reconnect::ReconnectBackoff;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -145,9 +146,11 @@ fn strip_node(node: &mut Node) {
     }
 }
 
-/// Rebuilds the index after changes, at most once per `debounce`, and only once the
-/// store holds a full list (before that the served index stays as it was). The server
-/// turns `synced` only after the first index built from a full list is in place.
+/// Rebuilds the index after changes, at most once per `debounce` (leading edge: the
+/// first change after a quiet window is rebuilt at once, later ones wait for the rest of
+/// it), and only once the store holds a full list (before that the served index stays
+/// as it was). The server turns `synced` only after the first index built from a full
+/// list is in place.
 async fn rebuild_loop(
     store: Store<Guarded>,
     debounce: Duration,
@@ -156,16 +159,20 @@ async fn rebuild_loop(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let mut last_rebuild = None;
     loop {
         tokio::select! {
             () = changed.notified() => {}
             () = shutdown.cancelled() => return,
         }
-        tokio::time::sleep(debounce).await;
+        if let Some(wait) = wait_in_window(last_rebuild, Instant::now(), debounce) {
+            tokio::time::sleep(wait).await;
+        }
         if !listed.load(Ordering::Acquire) {
             continue;
         }
         rebuild(&store, &shared);
+        last_rebuild = Some(Instant::now());
         if !shared.synced.swap(true, Ordering::AcqRel) {
             tracing::info!("first full sync done; answering queries");
         }

@@ -14,6 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use mvdns_api::coalesce::wait_in_window;
 use mvdns_api::ownership::{NameClaim, name_owners};
 use mvdns_api::reconnect::ReconnectBackoff;
 use mvdns_api::value::normalize_fqdn;
@@ -99,7 +100,7 @@ pub async fn run(
     // No debounce: kube's debounce restarts its timer on every event, so a record set
     // whose pods change more often than the window would never be reconciled. Instead
     // the first change is written at once and later ones wait for the rest of the
-    // window (`write_delay`); kube already merges triggers that arrive while a
+    // window (`mvdns_api::coalesce`); kube already merges triggers that arrive while a
     // reconcile of the same object runs.
     // Every watch retries on mvdns's schedule (at most 4 s apart), not kube's default
     // (up to 30 s), so changes are written soon after an API server outage.
@@ -386,18 +387,10 @@ pub fn write_decision(
     if !changed {
         return WriteDecision::UpToDate;
     }
-    match write_delay(last_write.map(|(_, at)| *at), now, window) {
+    match wait_in_window(last_write.map(|(_, at)| *at), now, window) {
         Some(wait) => WriteDecision::CheckAgainIn(wait),
         None => WriteDecision::Write,
     }
-}
-
-/// How long a status write must wait so that a record set is written at most once per
-/// `window`: nothing for the first change after a quiet window (lowest latency), the
-/// rest of the window for the changes that follow it (one write for a burst).
-pub fn write_delay(last_write: Option<Instant>, now: Instant, window: Duration) -> Option<Duration> {
-    let since = now.saturating_duration_since(last_write?);
-    (since < window).then(|| window - since)
 }
 
 /// Pod-backed and static values of a record set, as of the pod store now.
@@ -489,20 +482,6 @@ fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Acti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn writes_are_spaced_by_the_window_without_delaying_the_first() {
-        let window = Duration::from_millis(100);
-        let now = Instant::now();
-        assert_eq!(write_delay(None, now, window), None, "never written: at once");
-        let long_ago = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
-        assert_eq!(write_delay(Some(long_ago), now, window), None, "quiet window: at once");
-        let just_now = now.checked_sub(Duration::from_millis(30)).unwrap_or(now);
-        assert_eq!(
-            write_delay(Some(just_now), now, window),
-            Some(Duration::from_millis(70))
-        );
-    }
 
     #[test]
     fn our_recent_write_is_trusted_over_a_lagging_cache() {
