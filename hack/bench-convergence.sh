@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Convergence of mvdns against CoreDNS's kubernetes plugin on the local control plane:
 # readiness change -> every DNS answer changed, p50/p90/p99 over many flips, with PODS
-# background pods in 100 record sets. A measurement, not a test; see BENCHMARKS.md.
-#   hack/bench-convergence.sh [PODS] [FLIPS]        default 1000 100
+# background pods in 100 record sets; then the processes' memory and CPU at that size
+# and a churn of CHURN readiness flips per second (status writes per second). A
+# measurement, not a test; see BENCHMARKS.md and tests/examples/convergence.rs.
+#   hack/bench-convergence.sh [PODS] [FLIPS] [CHURN]        default 1000 100 100
 LOG_TAG=bench
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -11,6 +13,8 @@ LOG_TAG=bench
 eval "$("$ROOT/hack/testenv.sh" env)"
 MVDNS_COREDNS=$("$ROOT/hack/coredns-build.sh")
 export MVDNS_COREDNS
-log "building the convergence benchmark (release)"
-cargo build --release -q -p mvdns-tests --example convergence
-"$ROOT/target/release/examples/convergence" "${1:-1000}" "${2:-100}"
+log "building the release binaries and the convergence benchmark"
+cargo build --release --locked -q -p mvdns-operator -p mvdns-server
+cargo build --release --locked -q -p mvdns-tests --example convergence
+# The operator and the DNS replicas run as release processes, like CoreDNS.
+MVDNS_BIN_DIR="$ROOT/target/release" "$ROOT/target/release/examples/convergence" "${1:-1000}" "${2:-100}" "${3:-100}"

@@ -22,7 +22,6 @@ LOG_TAG=bench
 SECONDS_PER_RUN=${1:-15}
 # The hickory release mvdns itself builds on (hickory-proto/hickory-server in Cargo.lock).
 HICKORY_DNS_VERSION=${HICKORY_DNS_VERSION:-0.26.3}
-MATPLOTLIB_VERSION=3.10.9
 MVDNS_PORT=15353
 KNOT_PORT=15354
 NSD_PORT=15355
@@ -34,12 +33,6 @@ PNG="$ROOT/docs/bench-dns-qps.png"
 mkdir -p "$W"
 [[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "usage: hack/bench-dns.sh [SECONDS_PER_RUN]"
 
-sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
-apt_install() { # apt_install PACKAGE...
-  log "installing Debian packages: $*"
-  $sudo_cmd apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >&2
-}
 need=()
 command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v knotd >/dev/null || need+=(knot)
@@ -81,20 +74,7 @@ if [ ! -x "$HICKORY" ]; then
 fi
 COREDNS=$("$ROOT/hack/coredns-build.sh")
 
-# matplotlib for hack/plot-bench.py, in a venv of its own (set up before the long part).
-PLOT_VENV="$CACHE/tools/plot-venv"
-if ! "$PLOT_VENV/bin/python" -c "import sys, matplotlib; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
-  log "creating $PLOT_VENV with matplotlib $MATPLOTLIB_VERSION from PyPI"
-  rm -rf "$PLOT_VENV"
-  if ! python3 -m venv "$PLOT_VENV" >/dev/null 2>&1; then
-    # Debian's python3 has no ensurepip without python3-venv.
-    rm -rf "$PLOT_VENV"
-    apt_install python3-venv
-    /usr/bin/python3 -m venv "$PLOT_VENV" || die "cannot create a Python venv in $PLOT_VENV"
-  fi
-  "$PLOT_VENV/bin/python" -m pip install -q --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION" >&2 \
-    || die "cannot install matplotlib $MATPLOTLIB_VERSION from PyPI into $PLOT_VENV"
-fi
+PLOT_PYTHON=$(plot_python) # set up before the long part
 
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
@@ -379,5 +359,5 @@ awk -F'\t' '
   }' "$RESULTS"
 log "results: $RESULTS"
 
-"$PLOT_VENV/bin/python" "$ROOT/hack/plot-bench.py" "$RESULTS" "$PNG" || die "plotting failed"
+"$PLOT_PYTHON" "$ROOT/hack/plot-bench.py" dns "$RESULTS" "$PNG" || die "plotting failed"
 log "chart: $PNG"

@@ -25,3 +25,30 @@ go_build_with_progress() {
     END { printf("[%s %s] compiled %d packages, linking done\n", strftime("%H:%M:%S"), tag, n) > "/dev/stderr" }'
   return "${PIPESTATUS[0]}"
 }
+
+sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+apt_install() { # apt_install PACKAGE...: Debian packages, quietly
+  log "installing Debian packages: $*"
+  $sudo_cmd apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@" >&2
+}
+
+# plot_python: prints a Python with matplotlib (for hack/plot-bench.py), from a venv of its
+# own under the cache, created on first use from PyPI.
+MATPLOTLIB_VERSION=3.10.9
+plot_python() {
+  local venv="$CACHE/tools/plot-venv"
+  if ! "$venv/bin/python" -c "import sys, matplotlib; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+    log "creating $venv with matplotlib $MATPLOTLIB_VERSION from PyPI"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      # Debian's python3 has no ensurepip without python3-venv.
+      rm -rf "$venv"
+      apt_install python3-venv
+      /usr/bin/python3 -m venv "$venv" >&2 || die "cannot create a Python venv in $venv"
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION" >&2 \
+      || die "cannot install matplotlib $MATPLOTLIB_VERSION from PyPI into $venv"
+  fi
+  echo "$venv/bin/python"
+}

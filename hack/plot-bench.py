@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Bar chart of DNS QPS per busy server core from hack/bench-dns.sh's results.
+"""Charts of the benchmark results (hack/bench.sh, hack/bench-dns.sh).
 
-    hack/plot-bench.py target/bench/dns-results.tsv docs/bench-dns-qps.png
+    hack/plot-bench.py dns target/bench/dns-results.tsv docs/bench-dns-qps.png
+    hack/plot-bench.py convergence target/bench/convergence.tsv docs/bench-convergence.png
 
-bench-dns.sh calls it with the matplotlib of its venv (~/.cache/mvdns/tools/plot-venv).
-One bar per row of the TSV (server / query), coloured by server, labelled with QPS per busy
-core and the server's busy fraction; a dashed line marks Knot's figure.
+The scripts call it with the matplotlib of their venv (~/.cache/mvdns/tools/plot-venv).
+dns: one bar per row of the TSV (server / query), coloured by server, labelled with QPS
+per busy core, the server's busy fraction and p99; a dashed line marks Knot's figure.
+convergence: p50 and p99 of readiness change -> DNS answers changed, by cluster size,
+for mvdns and for CoreDNS's kubernetes plugin (EndpointSlice path), same runs.
 """
 
 import csv
@@ -28,14 +31,58 @@ COLOURS = {
 }
 
 
-def main() -> None:
-    if len(sys.argv) != 3:
-        sys.exit("usage: plot-bench.py RESULTS.tsv OUT.png")
-    src, out = sys.argv[1], sys.argv[2]
+def read_rows(src: str) -> list[dict]:
     with open(src, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows:
         sys.exit(f"no rows in {src}")
+    return rows
+
+
+def save(fig, out: str) -> None:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out)
+
+
+def convergence_chart(src: str, out: str) -> None:
+    """Columns: pods, path (mvdns, coredns, ...), p50_ms, p90_ms, p99_ms, max_ms."""
+    rows = read_rows(src)
+    when = datetime.datetime.fromtimestamp(os.path.getmtime(src)).strftime("%Y-%m-%d %H:%M")
+    sizes = sorted({int(r["pods"]) for r in rows})
+    paths = [("mvdns", "mvdns (operator -> status -> DNS)", COLOURS["mvdns"]),
+             ("coredns", "CoreDNS (EndpointSlice -> kubernetes plugin)", COLOURS["coredns"])]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    width = 0.38
+    for k, (path, label, colour) in enumerate(paths):
+        by_size = {int(r["pods"]): r for r in rows if r["path"] == path}
+        xs = [i + (k - 0.5) * width for i in range(len(sizes)) if sizes[i] in by_size]
+        p50 = [float(by_size[n]["p50_ms"]) for n in sizes if n in by_size]
+        p99 = [float(by_size[n]["p99_ms"]) for n in sizes if n in by_size]
+        ax.bar(xs, p99, width, color=colour, alpha=0.35, label=f"{label}, p99")
+        ax.bar(xs, p50, width, color=colour, label=f"{label}, p50")
+        for x, a, b in zip(xs, p50, p99):
+            ax.text(x, b, f"{a:.0f} / {b:.0f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(sizes)), [f"{n:,} pods" for n in sizes])
+    ax.set_ylabel("readiness change -> every DNS answer changed (ms)")
+    ax.set_title(f"Convergence by cluster size, p50 / p99 (hack/bench.sh, {when})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    save(fig, out)
+
+
+def main() -> None:
+    if len(sys.argv) != 4 or sys.argv[1] not in ("dns", "convergence"):
+        sys.exit("usage: plot-bench.py dns|convergence RESULTS.tsv OUT.png")
+    kind, src, out = sys.argv[1:]
+    if kind == "convergence":
+        convergence_chart(src, out)
+    else:
+        dns_chart(src, out)
+
+
+def dns_chart(src: str, out: str) -> None:
+    rows = read_rows(src)
 
     labels = [r["label"] for r in rows]
     per_core = [float(r["qps_per_busy_core"]) for r in rows]
@@ -71,9 +118,7 @@ def main() -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlim(0, xmax * 1.35)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out)
+    save(fig, out)
 
 
 if __name__ == "__main__":

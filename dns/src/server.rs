@@ -1,4 +1,5 @@
-//! The sockets: UDP receive loops and a bounded TCP accept loop around [`wire::respond`].
+//! The sockets: UDP receive loops ([`crate::udp`], one thread per SO_REUSEPORT socket,
+//! batched system calls) and a bounded TCP accept loop, around [`handle`].
 //!
 //! The query path never waits: it loads the current index with one atomic read and
 //! answers in place, so a UDP loop needs no task per packet. TCP connections are bounded
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +25,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::fast::answer_fast;
-use crate::rrl::{RateLimitConfig, RateLimiter, Verdict, truncate_to_question};
+use crate::rrl::{RateLimitConfig, RateLimiter};
+use crate::udp::serve_udp;
 use crate::wire::{Served, Transport, respond};
 use crate::{Error, Shared};
 
@@ -46,7 +48,7 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct Sockets {
     pub address: SocketAddr,
-    udp: Vec<UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
     tcp: TcpListener,
 }
 
@@ -66,15 +68,14 @@ pub fn bind(config: &ServerConfig) -> Result<Sockets, Error> {
     Ok(Sockets { address, udp, tcp })
 }
 
-fn udp_socket(address: SocketAddr) -> Result<UdpSocket, Error> {
+fn udp_socket(address: SocketAddr) -> Result<std::net::UdpSocket, Error> {
     let fail = |source| Error::Socket { address, source };
     let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
     socket.set_reuse_port(true).map_err(fail)?;
     // Bursts of queries queue in the kernel while a loop is busy; 4 MiB holds ~30k.
     let _ = socket.set_recv_buffer_size(4 << 20);
-    socket.set_nonblocking(true).map_err(fail)?;
     socket.bind(&address.into()).map_err(fail)?;
-    UdpSocket::from_std(socket.into()).map_err(fail)
+    Ok(socket.into())
 }
 
 fn tcp_listener(address: SocketAddr) -> Result<TcpListener, Error> {
@@ -91,59 +92,30 @@ fn tcp_listener(address: SocketAddr) -> Result<TcpListener, Error> {
 pub async fn serve(sockets: Sockets, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut loops = tokio::task::JoinSet::new();
     let limiter = config.rate_limit.map(|c| Arc::new(Mutex::new(RateLimiter::new(c))));
-    for socket in sockets.udp {
-        loops.spawn(udp_loop(socket, shared.clone(), limiter.clone(), shutdown.clone()));
+    let mut udp_loops_ended = Vec::new();
+    for (number, socket) in sockets.udp.into_iter().enumerate() {
+        let (shared, limiter, shutdown) = (shared.clone(), limiter.clone(), shutdown.clone());
+        let (ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        // A blocking loop on a plain thread (not tokio's blocking pool, which a runtime
+        // waits for when dropped); it ends within udp::RECEIVE_TIMEOUT of the shutdown.
+        let spawned = std::thread::Builder::new()
+            .name(format!("mvdns-udp-{number}"))
+            .spawn(move || {
+                if let Err(error) = serve_udp(socket, &shared, limiter.as_deref(), &shutdown) {
+                    tracing::error!(%error, "UDP loop failed");
+                }
+                let _ = ended.send(());
+            });
+        match spawned {
+            Ok(_) => udp_loops_ended.push(ended_rx),
+            Err(error) => tracing::error!(%error, "cannot start a UDP loop"),
+        }
     }
     loops.spawn(tcp_loop(sockets.tcp, config, shared, shutdown));
     while loops.join_next().await.is_some() {}
-}
-
-async fn udp_loop(
-    socket: UdpSocket,
-    shared: Arc<Shared>,
-    limiter: Option<Arc<Mutex<RateLimiter>>>,
-    shutdown: CancellationToken,
-) {
-    // 4096 bytes: nothing larger is a sensible query; longer datagrams are cut and then
-    // fail to decode (FORMERR).
-    let mut buffer = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(1232);
-    let mut rng = SmallRng::from_os_rng();
-    loop {
-        let (len, peer) = tokio::select! {
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    // ICMP errors from earlier sends surface here on Linux; keep going.
-                    tracing::debug!(%error, "UDP receive failed");
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
-        if !handle(&shared, &buffer[..len], Transport::Udp, peer, &mut rng, &mut out) {
-            continue;
-        }
-        match limiter.as_deref().map_or(Verdict::Send, |l| verdict(l, peer)) {
-            Verdict::Send => {}
-            Verdict::Slip => {
-                truncate_to_question(&mut out);
-                shared.metrics.truncated.inc();
-                shared.metrics.count_dropped("rate_limit_slipped");
-            }
-            Verdict::Drop => {
-                shared.metrics.count_dropped("rate_limit");
-                continue;
-            }
-        }
-        if let Err(error) = socket.send_to(&out, peer).await {
-            tracing::debug!(%error, %peer, "UDP send failed");
-        }
+    for ended in udp_loops_ended {
+        let _ = ended.await;
     }
-}
-
-fn verdict(limiter: &Mutex<RateLimiter>, peer: SocketAddr) -> Verdict {
-    limiter.lock().map_or(Verdict::Send, |mut l| l.check(peer.ip()))
 }
 
 async fn tcp_loop(listener: TcpListener, config: ServerConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -228,7 +200,7 @@ async fn tcp_connection(
 
 /// One request: the fast path ([`answer_fast`]) when it can, else [`respond`]; the
 /// response goes into `out`. Returns whether there is something to send.
-fn handle(
+pub(crate) fn handle(
     shared: &Shared,
     packet: &[u8],
     transport: Transport,

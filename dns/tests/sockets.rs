@@ -203,3 +203,41 @@ async fn rate_limiting_caps_one_subnet_and_spares_others() {
     assert!(metrics.contains("reason=\"rate_limit\""), "{metrics}");
     shutdown.cancel();
 }
+
+/// Bursts from many clients at once are received and answered in batches
+/// (`recvmmsg`/`sendmmsg`): every query gets exactly one answer, with its own ID, sent to
+/// the socket that asked.
+#[tokio::test]
+async fn bursts_from_many_clients_are_each_answered_to_their_sender() {
+    let (server, _shared, shutdown) = start(4, Duration::from_secs(2)).await;
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind"));
+    }
+    const PER_CLIENT: u16 = 20;
+    // All queries first, so that they queue and the server takes them many at a time.
+    for (c, client) in clients.iter().enumerate() {
+        for q in 0..PER_CLIENT {
+            let mut query = soa_query();
+            let id = u16::try_from(c).expect("small") * 1000 + q;
+            query[..2].copy_from_slice(&id.to_be_bytes());
+            client.send_to(&query, server).await.expect("send");
+        }
+    }
+    for (c, client) in clients.iter().enumerate() {
+        let mut ids = Vec::new();
+        let mut buffer = vec![0u8; 4096];
+        while let Ok(Ok((len, from))) =
+            tokio::time::timeout(Duration::from_millis(500), client.recv_from(&mut buffer)).await
+        {
+            assert_eq!(from, server);
+            let answer = Message::from_vec(&buffer[..len]).expect("decodes");
+            assert_eq!(answer.answers.len(), 1, "{answer}");
+            ids.push(answer.metadata.id);
+        }
+        ids.sort_unstable();
+        let first = u16::try_from(c).expect("small") * 1000;
+        assert_eq!(ids, (first..first + PER_CLIENT).collect::<Vec<_>>(), "client {c}");
+    }
+    shutdown.cancel();
+}

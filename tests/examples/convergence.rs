@@ -3,26 +3,41 @@
 //! pods, for CoreDNS's kubernetes plugin on a headless Service (kubelet stand-in ->
 //! EndpointSlice controller -> CoreDNS). A measurement, not a test:
 //!
-//!   hack/bench-convergence.sh [PODS] [FLIPS]
+//!   hack/bench-convergence.sh [PODS] [FLIPS] [CHURN]
 //!
 //! PODS simulated pods in 100 record sets (the background load every watcher carries),
 //! plus 8 "probe" pods behind one record set and one headless Service, whose readiness
 //! is flipped FLIPS times. Each flip is timed from just before the readiness change is
 //! written until the answer of every mvdns replica (two) and of CoreDNS reflects it;
-//! they are polled every 2 ms over UDP.
+//! they are polled every 2 ms over UDP. A watch on the probe record set and one on the
+//! Service's EndpointSlices time the middle hop of each path (status written, slice
+//! written), so the note can say where the time goes.
+//!
+//! Every part is its own process, as in a cluster: the operator and the two DNS replicas
+//! are the release binaries (`MVDNS_BIN_DIR`, set by the script) under the chart's
+//! ServiceAccounts, CoreDNS is CoreDNS. After the flips the run measures the processes
+//! (RSS, CPU) and then a churn: CHURN readiness flips per second over the background pods
+//! for 10 s, counting the operator's status writes per second.
+//!
+//! Output: human lines, and `RESULT key=value ...` lines that `hack/bench.sh` collects.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use futures::StreamExt;
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use mvdns_tests::dns::{Ask, RunningDns, answer_data, udp};
-use mvdns_tests::operator::{RunningOperator, apply_record_set, metric_value};
+use kube::runtime::{WatchStreamExt, watcher};
+use mvdns_tests::dns::{Ask, answer_data, udp};
+use mvdns_tests::operator::{apply_record_set, metric_value};
+use mvdns_tests::process::{Process, free_port};
 use mvdns_tests::*;
 use serde_json::json;
 
@@ -40,6 +55,7 @@ async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let pods: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let flips: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
+    let churn_per_second: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
     let coredns =
         std::env::var("MVDNS_COREDNS").context("MVDNS_COREDNS: the CoreDNS binary (hack/coredns-build.sh)")?;
 
@@ -86,22 +102,26 @@ async fn main() -> Result<()> {
     }))?;
     services.create(&PostParams::default(), &headless).await?;
 
-    let operator = RunningOperator::start(&env, &ns.name, "conv", 15).await?;
-    let replicas = [
-        RunningDns::start(&env, &ns.name, &["example.internal."]).await?,
-        RunningDns::start(&env, &ns.name, &["example.internal."]).await?,
-    ];
-    for replica in &replicas {
-        replica.wait_synced().await?;
+    let operator = Process::operator(&env, &ns.name, "conv", 15).await?;
+    let mut replicas = Vec::new();
+    let mut replica_addresses = Vec::new();
+    for i in 0..2 {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let replica = Process::dns(&env, &ns.name, &format!("dns-{i}"), &["example.internal."], address).await?;
+        replica.wait_ready(Duration::from_secs(120)).await?;
+        replicas.push(replica);
+        replica_addresses.push(address);
     }
     let (coredns_address, mut coredns_process) = start_coredns(&env, &coredns).await?;
+    let status_seen = watch_probe_status(&env, &ns.name).await?;
+    let slice_seen = watch_probe_slices(&env, &ns.name).await?;
 
     let all: BTreeSet<String> = probe_pods.iter().filter_map(pod_ip).map(String::from).collect();
     let mvdns_ask = Ask::new(&name, RecordType::A);
     let coredns_ask = Ask::new(&format!("probe.{}.svc.cluster.local.", ns.name), RecordType::A);
-    let servers: Vec<(SocketAddr, &Ask)> = replicas
+    let servers: Vec<(SocketAddr, &Ask)> = replica_addresses
         .iter()
-        .map(|r| (r.address, &mvdns_ask))
+        .map(|address| (*address, &mvdns_ask))
         .chain([(coredns_address, &coredns_ask)])
         .collect();
     wait_all(&servers, &all, Duration::from_secs(60))
@@ -126,8 +146,9 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!("all answers complete; flipping probe pods {flips} times");
 
-    let writes_before = metric_value(&operator.health.metrics.encode(), "mvdns_operator_status_writes_total");
+    let writes_before = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total");
     let (mut mvdns_times, mut coredns_times) = (Vec::new(), Vec::new());
+    let (mut status_times, mut slice_times) = (Vec::new(), Vec::new());
     let mut ready: Vec<bool> = vec![true; PROBES];
     for flip in 0..flips {
         // Down then up again, one pod at a time: never all down (where Route 53's
@@ -150,26 +171,199 @@ async fn main() -> Result<()> {
         let done = wait_all(&servers, &expected, Duration::from_secs(30)).await?;
         mvdns_times.push(done[0].max(done[1]) - started);
         coredns_times.push(done[2] - started);
+        // The middle hops: when the watches first saw the new set (they are at least as
+        // quick as the answers, which depend on them).
         tokio::time::sleep(Duration::from_millis(200)).await;
+        status_times
+            .push(first_seen(&status_seen, started, &expected).context("status never showed the flip")? - started);
+        slice_times
+            .push(first_seen(&slice_seen, started, &expected).context("no EndpointSlice showed the flip")? - started);
     }
-    let writes = metric_value(&operator.health.metrics.encode(), "mvdns_operator_status_writes_total") - writes_before;
+    let writes = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total") - writes_before;
 
-    let text = operator.health.metrics.encode();
+    let text = operator.metrics().await?;
     let reconcile_ms = 1000.0 * metric_value(&text, "mvdns_operator_reconcile_duration_seconds_sum")
         / metric_value(&text, "mvdns_operator_reconcile_duration_seconds_count");
     println!(
         "pods={pods} record_sets={} flips={flips} status_writes={writes} mean_reconcile_ms={reconcile_ms:.1}",
         SETS + 1
     );
-    println!("{}", summary("mvdns (both replicas)", &mut mvdns_times));
-    println!("{}", summary("CoreDNS kubernetes plugin", &mut coredns_times));
+    let rows = [
+        ("mvdns", "mvdns (both replicas)", &mut mvdns_times),
+        ("mvdns_status", "  of which: status written", &mut status_times),
+        ("coredns", "CoreDNS kubernetes plugin", &mut coredns_times),
+        ("coredns_slice", "  of which: EndpointSlice", &mut slice_times),
+    ];
+    for (key, label, times) in rows {
+        let [p50, p90, p99, max] = percentiles(times);
+        println!("{label:28} p50 {p50:7.1} ms  p90 {p90:7.1} ms  p99 {p99:7.1} ms  max {max:7.1} ms");
+        println!(
+            "RESULT convergence pods={pods} path={key} flips={flips} p50_ms={p50:.1} p90_ms={p90:.1} p99_ms={p99:.1} max_ms={max:.1} status_writes={writes}"
+        );
+    }
+
+    // The processes at this size: every value listed and served.
+    let probe_status = status_bytes(&sets, "probe").await?;
+    let set_status = status_bytes(&sets, "s0").await?;
+    let coredns_rss = coredns_process.id().map_or(Ok(0), |pid| proc_kib(pid, "VmRSS:"))?;
+    let served = metric_value(&replicas[0].metrics().await?, "mvdns_dns_values_served");
+    println!(
+        "RESULT resources pods={pods} values_served={served} operator_rss_mib={:.1} operator_peak_rss_mib={:.1} operator_cpu_s={:.2} dns_rss_mib={:.1} dns_peak_rss_mib={:.1} dns_cpu_s={:.2} coredns_rss_mib={:.1} status_bytes_s0={set_status} status_bytes_probe={probe_status}",
+        mib(operator.rss_kib()?),
+        mib(operator.peak_rss_kib()?),
+        operator.cpu_seconds()?,
+        mib(replicas[0].rss_kib()?),
+        mib(replicas[0].peak_rss_kib()?),
+        replicas[0].cpu_seconds()?,
+        mib(coredns_rss),
+    );
+
+    churn(&pod_api, pods, churn_per_second, &operator, &replicas[0]).await?;
 
     let _ = coredns_process.kill().await;
     for replica in replicas {
-        replica.stop().await;
+        replica.stop().await?;
     }
-    operator.stop().await;
+    operator.stop().await?;
     Ok(())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn proc_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// The size of a record set's status as JSON, in bytes.
+async fn status_bytes(sets: &Api<mvdns_api::MultiValueRecordSet>, name: &str) -> Result<usize> {
+    let set = sets.get(name).await?;
+    Ok(serde_json::to_vec(&set.status)?.len())
+}
+
+/// CHURN readiness flips per second over the background pods for 10 s (each pod flipped
+/// at most once, so the flips are changes): the operator's status writes per second,
+/// the flips per write, and the CPU the operator and one DNS replica used meanwhile.
+async fn churn(pods: &Api<Pod>, background: usize, per_second: u32, operator: &Process, dns: &Process) -> Result<()> {
+    const SECONDS: u32 = 10;
+    if per_second == 0 || background == 0 {
+        return Ok(());
+    }
+    let total = usize::try_from(per_second * SECONDS)?.min(background);
+    let writes_before = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total");
+    let (operator_cpu, dns_cpu) = (operator.cpu_seconds()?, dns.cpu_seconds()?);
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / per_second);
+    let mut patches = tokio::task::JoinSet::new();
+    for i in 0..total {
+        ticks.tick().await;
+        let pods = pods.clone();
+        // Spread over the record sets: pod i is in set i mod 100.
+        let name = format!("bg-{i}");
+        patches.spawn(async move {
+            let patch = json!({"metadata": {"annotations": {TEST_READY_ANNOTATION: "false"}}});
+            pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+        });
+        while patches.len() > 32 {
+            patches.join_next().await.context("patch task")???;
+        }
+    }
+    while let Some(done) = patches.join_next().await {
+        done??;
+    }
+    let sent_in = started.elapsed();
+    // Let the last window and KWOK's last updates pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let writes = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total") - writes_before;
+    let flips_per_second = total as f64 / sent_in.as_secs_f64();
+    println!(
+        "churn: {total} flips in {:.1} s ({flips_per_second:.0}/s): {writes} status writes ({:.1}/s, {:.2} per flip); operator CPU {:.0}%, DNS CPU {:.0}%",
+        sent_in.as_secs_f64(),
+        writes / elapsed,
+        writes / total as f64,
+        100.0 * (operator.cpu_seconds()? - operator_cpu) / elapsed,
+        100.0 * (dns.cpu_seconds()? - dns_cpu) / elapsed,
+    );
+    println!(
+        "RESULT churn pods={background} flips={total} flips_per_s={flips_per_second:.0} status_writes={writes} writes_per_s={:.1} writes_per_flip={:.2} operator_cpu_pct={:.0} dns_cpu_pct={:.0} operator_rss_mib={:.1}",
+        writes / elapsed,
+        writes / total as f64,
+        100.0 * (operator.cpu_seconds()? - operator_cpu) / elapsed,
+        100.0 * (dns.cpu_seconds()? - dns_cpu) / elapsed,
+        mib(operator.rss_kib()?),
+    );
+    Ok(())
+}
+
+/// Sets of ready addresses as a watch saw them, with the time each arrived.
+type Seen = Arc<Mutex<Vec<(Instant, BTreeSet<String>)>>>;
+
+/// The first time at or after `since` that a watch saw exactly `expected`.
+fn first_seen(seen: &Seen, since: Instant, expected: &BTreeSet<String>) -> Option<Instant> {
+    let seen = seen.lock().ok()?;
+    seen.iter()
+        .find(|(at, set)| *at >= since && set == expected)
+        .map(|(at, _)| *at)
+}
+
+/// Records every healthy set the probe record set's status shows.
+async fn watch_probe_status(env: &TestEnv, namespace: &str) -> Result<Seen> {
+    let api: Api<mvdns_api::MultiValueRecordSet> = Api::namespaced(env.admin_client().await?, namespace);
+    let config = watcher::Config::default().fields("metadata.name=probe");
+    record(
+        watcher(api, config).applied_objects(),
+        |set: &mvdns_api::MultiValueRecordSet| {
+            set.status
+                .iter()
+                .flat_map(|s| &s.values)
+                .filter(|v| v.healthy)
+                .map(|v| v.value.clone())
+                .collect()
+        },
+    )
+}
+
+/// Records every set of ready endpoints the probe Service's EndpointSlice shows.
+async fn watch_probe_slices(env: &TestEnv, namespace: &str) -> Result<Seen> {
+    let api: Api<EndpointSlice> = Api::namespaced(env.admin_client().await?, namespace);
+    let config = watcher::Config::default().labels("kubernetes.io/service-name=probe");
+    record(watcher(api, config).applied_objects(), |slice: &EndpointSlice| {
+        slice
+            .endpoints
+            .iter()
+            .flatten()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .flat_map(|e| e.addresses.iter().cloned())
+            .collect()
+    })
+}
+
+fn record<K, S>(events: S, ready: fn(&K) -> BTreeSet<String>) -> Result<Seen>
+where
+    K: Send + 'static,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+{
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Ok(object) = event
+                && let Ok(mut sink) = sink.lock()
+            {
+                sink.push((Instant::now(), ready(&object)));
+            }
+        }
+    });
+    Ok(seen)
 }
 
 /// Creates pods without waiting for each: KWOK makes them Ready meanwhile.
@@ -240,14 +434,9 @@ async fn start_coredns(env: &TestEnv, binary: &str) -> Result<(SocketAddr, tokio
     Ok(((Ipv4Addr::LOCALHOST, port).into(), child))
 }
 
-fn summary(label: &str, times: &mut [Duration]) -> String {
+/// p50, p90, p99 and the maximum, in milliseconds (nearest rank).
+fn percentiles(times: &mut [Duration]) -> [f64; 4] {
     times.sort();
     let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
-    format!(
-        "{label:28} p50 {:7.1} ms  p90 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(1.0)
-    )
+    [at(0.5), at(0.9), at(0.99), at(1.0)]
 }

@@ -84,7 +84,7 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
     let _turn = SERIAL.lock().await;
     let Fixture { env, ns } = fixture("fault-kill").await?;
     let lease_seconds = 4;
-    let leader = OperatorProcess::start(&env, &ns.name, "leader", lease_seconds).await?;
+    let leader = OperatorProcess::operator(&env, &ns.name, "leader", lease_seconds).await?;
     let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
     dns.wait_synced().await?;
     let pod_api: Api<Pod> = ns.api();
@@ -121,7 +121,7 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
         answer_data(m) == checked_answer
     })
     .await?;
-    let standby = OperatorProcess::start(&env, &ns.name, "standby", lease_seconds).await?;
+    let standby = OperatorProcess::operator(&env, &ns.name, "standby", lease_seconds).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let no_error = |m: &hickory_proto::op::Message| m.metadata.response_code == ResponseCode::NoError;
@@ -225,7 +225,7 @@ async fn ready_ips_by_app(pod_api: &Api<Pod>) -> Result<BTreeMap<String, Vec<Str
 async fn churn_storm_is_coalesced_and_memory_stays_bounded() -> Result<()> {
     let _turn = SERIAL.lock().await;
     let Fixture { env, ns } = fixture("fault-churn").await?;
-    let operator = OperatorProcess::start(&env, &ns.name, "op", 15).await?;
+    let operator = OperatorProcess::operator(&env, &ns.name, "op", 15).await?;
     let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
     dns.wait_synced().await?;
     let pod_api: Api<Pod> = ns.api();
@@ -444,7 +444,7 @@ async fn hostile_record_sets_get_a_clear_condition_and_are_contained() -> Result
     let zone = format!("{}.example.internal.", ns.name);
     let locked = format!("locked.{zone}");
     let restriction = format!("{locked}=someone-else");
-    let operator = OperatorProcess::start_with_args(
+    let operator = OperatorProcess::operator_with_args(
         &env,
         &ns.name,
         "op",
