@@ -147,6 +147,8 @@ async fn main() -> Result<()> {
     eprintln!("all answers complete; flipping probe pods {flips} times");
 
     let writes_before = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total");
+    let reconciles_before = Mean::of(&operator.metrics().await?, &["mvdns_operator_reconcile_duration_seconds"]);
+    let api_before = apiserver_write_means(&admin).await?;
     let (mut mvdns_times, mut coredns_times) = (Vec::new(), Vec::new());
     let (mut status_times, mut slice_times) = (Vec::new(), Vec::new());
     let mut ready: Vec<bool> = vec![true; PROBES];
@@ -181,11 +183,17 @@ async fn main() -> Result<()> {
     }
     let writes = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total") - writes_before;
 
-    let text = operator.metrics().await?;
-    let reconcile_ms = 1000.0 * metric_value(&text, "mvdns_operator_reconcile_duration_seconds_sum")
-        / metric_value(&text, "mvdns_operator_reconcile_duration_seconds_count");
+    // Where the operator's time goes during the flips: a reconcile (which includes the
+    // status write), and the API server's own time for that write against the
+    // EndpointSlice controller's.
+    let reconcile_ms = Mean::of(&operator.metrics().await?, &["mvdns_operator_reconcile_duration_seconds"])
+        .since(&reconciles_before);
+    let api_after = apiserver_write_means(&admin).await?;
+    let status_write_ms = api_after[0].since(&api_before[0]);
+    let slice_write_ms = api_after[1].since(&api_before[1]);
     println!(
-        "pods={pods} record_sets={} flips={flips} status_writes={writes} mean_reconcile_ms={reconcile_ms:.1}",
+        "pods={pods} record_sets={} flips={flips} status_writes={writes} mean_reconcile_ms={reconcile_ms:.1} \
+         apiserver_status_apply_ms={status_write_ms:.1} apiserver_endpointslice_write_ms={slice_write_ms:.1}",
         SETS + 1
     );
     let rows = [
@@ -301,6 +309,48 @@ async fn churn(pods: &Api<Pod>, background: usize, per_second: u32, operator: &P
         mib(operator.rss_kib()?),
     );
     Ok(())
+}
+
+/// A histogram's sum and count, summed over the series whose line contains every filter.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mean {
+    sum: f64,
+    count: f64,
+}
+
+impl Mean {
+    fn of(text: &str, filters: &[&str]) -> Self {
+        let mut mean = Self::default();
+        for line in text.lines().filter(|l| filters.iter().all(|f| l.contains(f))) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let name = series.split('{').next().unwrap_or_default();
+            if name.ends_with("_sum") {
+                mean.sum += value;
+            } else if name.ends_with("_count") {
+                mean.count += value;
+            }
+        }
+        mean
+    }
+
+    /// The mean in milliseconds of what was observed after `before`.
+    fn since(&self, before: &Self) -> f64 {
+        1000.0 * (self.sum - before.sum) / (self.count - before.count)
+    }
+}
+
+/// The API server's handling time of the operator's status applies and of the
+/// EndpointSlice controller's slice writes (`apiserver_request_duration_seconds`).
+async fn apiserver_write_means(admin: &kube::Client) -> Result<[Mean; 2]> {
+    let text = admin
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await?;
+    let duration = "apiserver_request_duration_seconds_";
+    Ok([
+        Mean::of(&text, &[duration, "resource=\"multivaluerecordsets\"", "subresource=\"status\"", "verb=\"APPLY\""]),
+        Mean::of(&text, &[duration, "resource=\"endpointslices\"", "verb=\"UPDATE\""]),
+    ])
 }
 
 /// Sets of ready addresses as a watch saw them, with the time each arrived.
