@@ -95,7 +95,7 @@ pub fn answer<R: Rng + ?Sized>(
     }
 
     let rrset = match record_type {
-        RecordType::ANY => node.rrsets.first(),
+        RecordType::ANY => node.rrsets.first().map(AsRef::as_ref),
         other => node.rrset(other).or_else(|| node.rrset(RecordType::CNAME)),
     };
     let Some(rrset) = rrset else {

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
-use crate::index::{Skipped, build_index};
+use crate::index::{Built, Skipped, build_index_reusing};
 use crate::topology::ClientZones;
 
 type Guarded = DeserializeGuard<MultiValueRecordSet>;
@@ -160,6 +160,8 @@ async fn rebuild_loop(
     shutdown: CancellationToken,
 ) {
     let mut last_rebuild = None;
+    // The RRsets of the last build: unchanged record sets are not parsed and encoded again.
+    let mut built = Built::default();
     loop {
         tokio::select! {
             () = changed.notified() => {}
@@ -171,7 +173,7 @@ async fn rebuild_loop(
         if !listed.load(Ordering::Acquire) {
             continue;
         }
-        rebuild(&store, &shared);
+        built = rebuild(&store, &shared, &built);
         last_rebuild = Some(Instant::now());
         if !shared.synced.swap(true, Ordering::AcqRel) {
             tracing::info!("first full sync done; answering queries");
@@ -179,7 +181,7 @@ async fn rebuild_loop(
     }
 }
 
-fn rebuild(store: &Store<Guarded>, shared: &Shared) {
+fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
     let objects = store.state();
     let mut record_sets = Vec::with_capacity(objects.len());
     for object in &objects {
@@ -197,7 +199,12 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let index = build_index(&record_sets, &shared.zones, u32::try_from(now).unwrap_or(u32::MAX));
+    let (index, built) = build_index_reusing(
+        &record_sets,
+        &shared.zones,
+        u32::try_from(now).unwrap_or(u32::MAX),
+        previous,
+    );
     for skipped in &index.skipped {
         tracing::debug!(?skipped, "not served");
     }
@@ -217,6 +224,7 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared) {
             .inc();
     }
     shared.index.store(Arc::new(index));
+    built
 }
 
 fn skip_reason(skipped: &Skipped) -> &'static str {

@@ -147,7 +147,10 @@ async fn main() -> Result<()> {
     eprintln!("all answers complete; flipping probe pods {flips} times");
 
     let writes_before = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total");
-    let reconciles_before = Mean::of(&operator.metrics().await?, &["mvdns_operator_reconcile_duration_seconds"]);
+    let reconciles_before = Mean::of(
+        &operator.metrics().await?,
+        &["mvdns_operator_reconcile_duration_seconds"],
+    );
     let api_before = apiserver_write_means(&admin).await?;
     let (mut mvdns_times, mut coredns_times) = (Vec::new(), Vec::new());
     let (mut status_times, mut slice_times) = (Vec::new(), Vec::new());
@@ -186,8 +189,11 @@ async fn main() -> Result<()> {
     // Where the operator's time goes during the flips: a reconcile (which includes the
     // status write), and the API server's own time for that write against the
     // EndpointSlice controller's.
-    let reconcile_ms = Mean::of(&operator.metrics().await?, &["mvdns_operator_reconcile_duration_seconds"])
-        .since(&reconciles_before);
+    let reconcile_ms = Mean::of(
+        &operator.metrics().await?,
+        &["mvdns_operator_reconcile_duration_seconds"],
+    )
+    .since(&reconciles_before);
     let api_after = apiserver_write_means(&admin).await?;
     let status_write_ms = api_after[0].since(&api_before[0]);
     let slice_write_ms = api_after[1].since(&api_before[1]);
@@ -322,7 +328,9 @@ impl Mean {
     fn of(text: &str, filters: &[&str]) -> Self {
         let mut mean = Self::default();
         for line in text.lines().filter(|l| filters.iter().all(|f| l.contains(f))) {
-            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
             let Ok(value) = value.parse::<f64>() else { continue };
             let name = series.split('{').next().unwrap_or_default();
             if name.ends_with("_sum") {
@@ -348,8 +356,16 @@ async fn apiserver_write_means(admin: &kube::Client) -> Result<[Mean; 2]> {
         .await?;
     let duration = "apiserver_request_duration_seconds_";
     Ok([
-        Mean::of(&text, &[duration, "resource=\"multivaluerecordsets\"", "subresource=\"status\"", "verb=\"APPLY\""]),
-        Mean::of(&text, &[duration, "resource=\"endpointslices\"", "verb=\"UPDATE\""]),
+        Mean::of(
+            &text,
+            &[
+                duration,
+                "resource=\"multivaluerecordsets\"",
+                "subresource=\"status\"",
+                "verb=\"APPLY\"",
+            ],
+        ),
+        Mean::of(&text, &[duration, "resource=\"endpointslices\"", "verb=\"PUT\""]),
     ])
 }
 
