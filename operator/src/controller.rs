@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Node, Pod, PodCondition, PodSpec, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
@@ -26,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::{HealthChecker, recorded_states};
 use crate::metrics::Metrics;
+use crate::pods::Pod;
 use crate::status::{Conflict, StatusInput, desired_status, now_in_seconds, transitions};
 use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
 use crate::{Error, OperatorConfig};
@@ -75,9 +75,9 @@ pub async fn run(
     let pods: Api<Pod> = Api::all(client.clone());
 
     let (pod_store, pod_writer) = reflector::store();
+    // Pods are decoded into `crate::pods::Pod`, which keeps only what values need.
     let pod_events = watcher(pods, watcher::Config::default().any_semantic())
         .backoff(ReconnectBackoff::default())
-        .modify(strip_pod)
         .reflect(pod_writer)
         .touched_objects();
 
@@ -194,63 +194,6 @@ async fn forget_deleted_sets(context: Arc<Context>, stop: CancellationToken) {
             written.retain(|uid, _| live.contains(uid));
         }
     }
-}
-
-/// Pods are stored with only what the operator reads (name, namespace, labels, deletion
-/// time, node, container port names and numbers, the Ready condition and the IPs): the
-/// pod is rebuilt from those fields, so every other string is freed at once. With
-/// 10,000 pods the store is most of the operator's memory (BENCHMARKS.md).
-fn strip_pod(pod: &mut Pod) {
-    let metadata = std::mem::take(&mut pod.metadata);
-    let spec = pod.spec.take().map(|spec| PodSpec {
-        node_name: spec.node_name,
-        containers: spec
-            .containers
-            .into_iter()
-            .map(|container| Container {
-                name: container.name,
-                ports: container.ports.map(|ports| {
-                    ports
-                        .into_iter()
-                        .map(|port| ContainerPort {
-                            name: port.name,
-                            container_port: port.container_port,
-                            ..ContainerPort::default()
-                        })
-                        .collect()
-                }),
-                ..Container::default()
-            })
-            .collect(),
-        ..PodSpec::default()
-    });
-    let status = pod.status.take().map(|status| PodStatus {
-        conditions: status.conditions.map(|conditions| {
-            conditions
-                .into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|c| PodCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    ..PodCondition::default()
-                })
-                .collect()
-        }),
-        pod_ip: status.pod_ip,
-        pod_ips: status.pod_ips,
-        ..PodStatus::default()
-    });
-    *pod = Pod {
-        metadata: ObjectMeta {
-            name: metadata.name,
-            namespace: metadata.namespace,
-            labels: metadata.labels,
-            deletion_timestamp: metadata.deletion_timestamp,
-            ..ObjectMeta::default()
-        },
-        spec,
-        status,
-    };
 }
 
 /// The record sets a pod event concerns: those whose selector matches the pod now, and
@@ -512,44 +455,6 @@ fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Acti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stripped_pod_gives_the_same_values() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"},
-                         "annotations": {"big": "x".repeat(4096)}, "uid": "u", "resourceVersion": "7",
-                         "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
-            "spec": {"nodeName": "node-a", "tolerations": [{"key": "k", "operator": "Exists"}],
-                     "containers": [{"name": "app", "image": "registry.invalid/app:1",
-                                     "env": [{"name": "A", "value": "1"}],
-                                     "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.5",
-                       "podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}],
-                       "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
-                       "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 0}]},
-        }))
-        .expect("pod");
-        let mut stripped = pod.clone();
-        strip_pod(&mut stripped);
-        for spec in [
-            json!({"name": "web.shop.example.", "type": "A", "podSelector": {}}),
-            json!({"name": "web.shop.example.", "type": "AAAA", "podSelector": {}}),
-            json!({"name": "_http._tcp.shop.example.", "type": "SRV", "port": "http", "podSelector": {}}),
-        ] {
-            let spec: mvdns_api::MultiValueRecordSetSpec = serde_json::from_value(spec).expect("spec");
-            let zone = |node: &str| Some(format!("zone-of-{node}"));
-            let full = values_from_pods(&spec, [&pod], zone);
-            let slim = values_from_pods(&spec, [&stripped], zone);
-            assert_eq!(slim.values, full.values);
-            assert!(!slim.values.is_empty());
-        }
-        assert_eq!(stripped.labels(), pod.labels());
-        assert_eq!(stripped.namespace(), pod.namespace());
-        assert!(stripped.metadata.managed_fields.is_none() && stripped.metadata.annotations.is_none());
-        let status = stripped.status.as_ref().expect("status");
-        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
-        assert!(status.container_statuses.is_none() && status.phase.is_none());
-    }
 
     #[test]
     fn our_recent_write_is_trusted_over_a_lagging_cache() {

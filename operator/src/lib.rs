@@ -10,6 +10,7 @@ pub mod checks;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod pods;
 pub mod probe;
 pub mod status;
 pub mod values;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::pods::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::value::{RecordData, parse_value};
 use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus};
