@@ -37,7 +37,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use mvdns_tests::dns::{Ask, answer_data, udp};
 use mvdns_tests::operator::{apply_record_set, metric_value};
-use mvdns_tests::process::{Process, free_port};
+use mvdns_tests::process::{Process, free_port, proc_status_kib};
 use mvdns_tests::*;
 use serde_json::json;
 
@@ -219,7 +219,9 @@ async fn main() -> Result<()> {
     // The processes at this size: every value listed and served.
     let probe_status = status_bytes(&sets, "probe").await?;
     let set_status = status_bytes(&sets, "s0").await?;
-    let coredns_rss = coredns_process.id().map_or(Ok(0), |pid| proc_kib(pid, "VmRSS:"))?;
+    let coredns_rss = coredns_process
+        .id()
+        .map_or(Ok(0), |pid| proc_status_kib(pid, "VmRSS:"))?;
     let served = metric_value(&replicas[0].metrics().await?, "mvdns_dns_values_served");
     println!(
         "RESULT resources pods={pods} values_served={served} operator_rss_mib={:.1} operator_peak_rss_mib={:.1} operator_cpu_s={:.2} dns_rss_mib={:.1} dns_peak_rss_mib={:.1} dns_cpu_s={:.2} coredns_rss_mib={:.1} status_bytes_s0={set_status} status_bytes_probe={probe_status}",
@@ -244,16 +246,6 @@ async fn main() -> Result<()> {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn proc_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// The size of a record set's status as JSON, in bytes.
