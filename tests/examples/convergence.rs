@@ -115,6 +115,7 @@ async fn main() -> Result<()> {
     let (coredns_address, mut coredns_process) = start_coredns(&env, &coredns).await?;
     let status_seen = watch_probe_status(&env, &ns.name).await?;
     let slice_seen = watch_probe_slices(&env, &ns.name).await?;
+    let pods_seen = watch_probe_pods(&env, &ns.name).await?;
 
     let all: BTreeSet<String> = probe_pods.iter().filter_map(pod_ip).map(String::from).collect();
     let mvdns_ask = Ask::new(&name, RecordType::A);
@@ -153,7 +154,7 @@ async fn main() -> Result<()> {
     );
     let api_before = apiserver_write_means(&admin).await?;
     let (mut mvdns_times, mut coredns_times) = (Vec::new(), Vec::new());
-    let (mut status_times, mut slice_times) = (Vec::new(), Vec::new());
+    let (mut status_times, mut slice_times, mut pod_times) = (Vec::new(), Vec::new(), Vec::new());
     let mut ready: Vec<bool> = vec![true; PROBES];
     for flip in 0..flips {
         // Down then up again, one pod at a time: never all down (where Route 53's
@@ -183,6 +184,7 @@ async fn main() -> Result<()> {
             .push(first_seen(&status_seen, started, &expected).context("status never showed the flip")? - started);
         slice_times
             .push(first_seen(&slice_seen, started, &expected).context("no EndpointSlice showed the flip")? - started);
+        pod_times.push(first_seen(&pods_seen, started, &expected).context("no pod watch showed the flip")? - started);
     }
     let writes = metric_value(&operator.metrics().await?, "mvdns_operator_status_writes_total") - writes_before;
 
@@ -207,6 +209,7 @@ async fn main() -> Result<()> {
         ("mvdns_status", "  of which: status written", &mut status_times),
         ("coredns", "CoreDNS kubernetes plugin", &mut coredns_times),
         ("coredns_slice", "  of which: EndpointSlice", &mut slice_times),
+        ("pod_ready", "both: pod Ready written", &mut pod_times),
     ];
     for (key, label, times) in rows {
         let [p50, p90, p99, max] = percentiles(times);
@@ -387,6 +390,34 @@ async fn watch_probe_status(env: &TestEnv, namespace: &str) -> Result<Seen> {
                 .collect()
         },
     )
+}
+
+/// Records the set of ready probe pods' IPs after each pod event: when KWOK (standing in
+/// for the kubelet) wrote the readiness change, the start both paths share.
+async fn watch_probe_pods(env: &TestEnv, namespace: &str) -> Result<Seen> {
+    let api: Api<Pod> = Api::namespaced(env.admin_client().await?, namespace);
+    let config = watcher::Config::default().labels("probe=yes");
+    let (store, writer) = kube::runtime::reflector::store();
+    let events = watcher(api, config).reflect(writer).applied_objects();
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if event.is_ok()
+                && let Ok(mut sink) = sink.lock()
+            {
+                let ready = store
+                    .state()
+                    .iter()
+                    .filter(|p| is_pod_ready(p))
+                    .filter_map(|p| pod_ip(p).map(String::from))
+                    .collect();
+                sink.push((Instant::now(), ready));
+            }
+        }
+    });
+    Ok(seen)
 }
 
 /// Records every set of ready endpoints the probe Service's EndpointSlice shows.
