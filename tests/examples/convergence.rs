@@ -128,21 +128,27 @@ async fn main() -> Result<()> {
     wait_all(&servers, &all, Duration::from_secs(60))
         .await
         .context("initial answers")?;
-    // Every record set has its first status before the flips, so that the write count
-    // below is the flips' alone.
+    // Every record set has its complete status (every pod Ready and listed) before the
+    // flips, so that the write count below is the flips' alone: with 10,000 pods KWOK
+    // is still reporting pods Ready for a while after every set has some status.
     let sets: Api<mvdns_api::MultiValueRecordSet> = ns.api();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sets
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .any(|s| s.status.as_ref().is_none_or(|st| st.values.is_empty()))
-    {
-        if Instant::now() > deadline {
-            bail!("not every record set got a status within 120s");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let listed = sets.list(&Default::default()).await?.items;
+        let healthy: usize = listed
+            .iter()
+            .map(|s| s.status.as_ref().map_or(0, |st| st.healthy_count as usize))
+            .sum();
+        if listed.len() == SETS + 1 && healthy == pods + PROBES {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if Instant::now() > deadline {
+            bail!(
+                "the record sets list {healthy} healthy values of {} after 300 s",
+                pods + PROBES
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!("all answers complete; flipping probe pods {flips} times");
