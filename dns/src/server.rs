@@ -53,8 +53,24 @@ pub struct Sockets {
 }
 
 /// Binds the UDP sockets and the TCP listener on one port. With port 0 the first socket
-/// picks the port and the others join it.
+/// picks the port and the others join it; when that number is already taken for TCP
+/// (the kernel picks UDP and TCP ports independently, and a connection elsewhere on the
+/// machine may hold it), it picks again, up to 16 times.
 pub fn bind(config: &ServerConfig) -> Result<Sockets, Error> {
+    let attempts = if config.listen.port() == 0 { 16 } else { 1 };
+    let mut result = bind_once(config);
+    for _ in 1..attempts {
+        match &result {
+            Err(Error::Socket { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+                result = bind_once(config);
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
+fn bind_once(config: &ServerConfig) -> Result<Sockets, Error> {
     let first = udp_socket(config.listen)?;
     let address = first.local_addr().map_err(|source| Error::Socket {
         address: config.listen,
