@@ -79,7 +79,7 @@ PLOT_PYTHON=$(plot_python) # set up before the long part
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
 log "building release binaries"
-cargo build --release -q -p mvdns-operator -p mvdns-server
+cargo build --release --locked -q -p mvdns-operator -p mvdns-server
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 kubectl create namespace bench --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 

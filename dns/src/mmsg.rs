@@ -106,11 +106,11 @@ impl Received {
     }
 }
 
-/// Sends `datagrams[i].0` to `datagrams[i].1` with one `sendmmsg`. Returns how many the
-/// kernel took: fewer than asked when one failed (the error of that one is reported by the
-/// next call that starts with it).
-pub fn send(socket: BorrowedFd<'_>, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-    let count = datagrams.len().min(BATCH);
+/// Sends `datagrams[i]` to `peers[i]` with one `sendmmsg`, up to [`BATCH`] of them.
+/// Returns how many the kernel took: fewer than asked when one failed (the error of that
+/// one is reported by the next call that starts with it).
+pub fn send<D: AsRef<[u8]>>(socket: BorrowedFd<'_>, datagrams: &[D], peers: &[SocketAddr]) -> io::Result<usize> {
+    let count = datagrams.len().min(peers.len()).min(BATCH);
     // SAFETY: all-zero is a valid value of these plain C structs.
     let mut addresses: [sockaddr_storage; BATCH] = unsafe { zeroed() };
     let mut iovecs: [iovec; BATCH] = std::array::from_fn(|_| iovec {
@@ -119,7 +119,8 @@ pub fn send(socket: BorrowedFd<'_>, datagrams: &[(&[u8], SocketAddr)]) -> io::Re
     });
     // SAFETY: as above.
     let mut headers: [mmsghdr; BATCH] = unsafe { zeroed() };
-    for (i, (bytes, peer)) in datagrams.iter().take(count).enumerate() {
+    for (i, (bytes, peer)) in datagrams.iter().zip(peers).take(count).enumerate() {
+        let bytes = bytes.as_ref();
         // The kernel only reads through iov_base on send; the cast to *mut is what the
         // C struct's field type demands.
         iovecs[i].iov_base = bytes.as_ptr().cast_mut().cast::<c_void>();
@@ -222,8 +223,8 @@ mod tests {
         let to_server = server.local_addr().expect("address");
         let mut sent = 0;
         while sent < messages.len() {
-            let batch: Vec<(&[u8], SocketAddr)> = messages[sent..].iter().map(|m| (&m[..], to_server)).collect();
-            sent += send(client.as_fd(), &batch).expect("send");
+            let peers = vec![to_server; messages.len() - sent];
+            sent += send(client.as_fd(), &messages[sent..], &peers).expect("send");
         }
         let mut received = Received::default();
         let mut got = Vec::new();

@@ -103,15 +103,14 @@ fn rate_limit(shared: &Shared, limiter: Option<&Mutex<RateLimiter>>, peer: Socke
 /// Sends `answers[i]` to `peers[i]` in as few system calls as the kernel allows. A
 /// datagram the kernel refuses (say, an unreachable peer) is skipped, like a lost UDP answer.
 fn send_all(socket: &UdpSocket, answers: &[Vec<u8>], peers: &[SocketAddr]) {
-    let datagrams: Vec<(&[u8], SocketAddr)> = answers.iter().map(Vec::as_slice).zip(peers.iter().copied()).collect();
     let mut from = 0;
-    while from < datagrams.len() {
-        match mmsg::send(socket.as_fd(), &datagrams[from..]) {
+    while from < answers.len() {
+        match mmsg::send(socket.as_fd(), &answers[from..], &peers[from..]) {
             Ok(sent) if sent > 0 => from += sent,
             Ok(_) => from += 1,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => {
-                tracing::debug!(%error, peer = %datagrams[from].1, "UDP send failed");
+                tracing::debug!(%error, peer = %peers[from], "UDP send failed");
                 from += 1;
             }
         }
