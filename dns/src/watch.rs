@@ -75,7 +75,10 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
                 listed.store(true, Ordering::Release);
                 changed.notify_one();
             }
-            Some(Ok(Event::Apply(_) | Event::Delete(_))) => changed.notify_one(),
+            Some(Ok(Event::Apply(_) | Event::Delete(_))) => {
+                tracing::trace!("record set event");
+                changed.notify_one();
+            }
             // A (re-)list: the store swaps in the new list at InitDone, so the served
             // index stays whole meanwhile.
             Some(Ok(Event::Init)) => {
@@ -224,6 +227,7 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
             .inc();
     }
     shared.index.store(Arc::new(index));
+    tracing::trace!("index swapped");
     built
 }
 

@@ -9,7 +9,6 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta, Selector, SelectorExt};
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -98,19 +97,13 @@ pub async fn run(
         }
     });
 
-    // No debounce: kube's debounce restarts its timer on every event, so a record set
-    // whose pods change more often than the window would never be reconciled. Instead
-    // the first change is written at once and later ones wait for the rest of the
-    // window (`mvdns_api::coalesce`); kube already merges triggers that arrive while a
-    // reconcile of the same object runs.
     // Every watch retries on mvdns's schedule (at most 4 s apart), not kube's default
     // (up to 30 s), so changes are written soon after an API server outage.
     let (rs_store, rs_writer) = reflector::store();
-    let rs_events = watcher(record_sets.clone(), watcher::Config::default().any_semantic())
+    let rs_events = watcher(record_sets, watcher::Config::default().any_semantic())
         .backoff(ReconnectBackoff::default())
         .reflect(rs_writer)
-        .applied_objects();
-    let controller = Controller::for_stream(rs_events, rs_store.clone());
+        .touched_objects();
     let by_pod = rs_store.clone();
     let by_name = rs_store.clone();
 
@@ -129,7 +122,7 @@ pub async fn run(
         metrics,
         pods: pod_store,
         nodes: node_store,
-        record_sets: rs_store,
+        record_sets: rs_store.clone(),
         checker,
         written: Default::default(),
         coalesce: config.coalesce,
@@ -137,21 +130,47 @@ pub async fn run(
         started: Instant::now(),
     });
     tokio::spawn(forget_deleted_sets(context.clone(), stop.clone()));
-    controller
-        .watches_stream(pod_events, move |pod| record_sets_for_pod(&by_pod, &pod))
-        // A record set appearing or vanishing can hand a name to another namespace.
-        .watches_stream(
-            watcher(record_sets, watcher::Config::default().any_semantic())
-                .backoff(ReconnectBackoff::default())
-                .touched_objects(),
-            move |rs| record_sets_sharing_name(&by_name, &rs),
-        )
-        .reconcile_on(changed_checks)
-        .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .for_each(|_| async {})
-        .await;
+
+    // What asks for a reconcile: a record set's own change, and a record set appearing
+    // or vanishing for the others with its name (it can hand the name to another
+    // namespace); a pod event for the record sets it concerns; a changed health check.
+    // No debounce: the first change is written at once and later ones wait for the rest
+    // of the window (`mvdns_api::coalesce`); triggers that arrive while a reconcile of the
+    // same record set runs merge into one more (`crate::runner`).
+    let record_set_triggers = rs_events
+        .filter_map(|event| std::future::ready(watched(event)))
+        .flat_map(move |rs| {
+            let sharing = record_sets_sharing_name(&by_name, &rs);
+            futures::stream::iter(std::iter::once(ObjectRef::from_obj(&rs)).chain(sharing))
+        });
+    let pod_triggers = pod_events
+        .filter_map(|event| std::future::ready(watched(event)))
+        .flat_map(move |pod| futures::stream::iter(record_sets_for_pod(&by_pod, &pod)));
+    let triggers = futures::stream::select(
+        record_set_triggers,
+        futures::stream::select(pod_triggers, changed_checks),
+    );
+    let reconcile_one = move |guarded: Arc<Guarded>| {
+        let context = context.clone();
+        async move {
+            match reconcile(&guarded, &context).await {
+                Ok(look_again_in) => look_again_in,
+                Err(error) => error_policy(&guarded, &error, &context),
+            }
+        }
+    };
+    crate::runner::run(triggers, rs_store, reconcile_one, RETRY_AFTER_ERROR, stop).await;
 }
+
+/// The object of a watch event; a failed watch call is retried by its backoff.
+fn watched<K>(event: Result<K, watcher::Error>) -> Option<K> {
+    event
+        .inspect_err(|error| tracing::debug!(%error, "watch failed; retrying"))
+        .ok()
+}
+
+/// After a failed reconcile (the API server away, say), try again this soon.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(2);
 
 /// Whether the stores hold their initial lists. Checked without waiting: kube's
 /// `Store::wait_until_ready` wakes only the last of many concurrent waiters (its
@@ -201,6 +220,7 @@ async fn forget_deleted_sets(context: Arc<Context>, stop: CancellationToken) {
 fn record_sets_for_pod(store: &Store<Guarded>, pod: &Pod) -> Vec<ObjectRef<Guarded>> {
     let namespace = pod.metadata.namespace.as_deref();
     let pod_source = format!("pod/{}", pod.name_any());
+    tracing::trace!(pod = %pod_source, "pod event");
     store
         .state()
         .iter()
@@ -244,23 +264,25 @@ fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<Ob
         .collect()
 }
 
-async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles one record set; returns when to look at it again.
+async fn reconcile(guarded: &Guarded, ctx: &Context) -> Result<Duration, Error> {
     // Decide on complete data only: before the initial lists are in, a record set would
     // see too few pods, or miss an older claim on its name; ask again shortly.
-    if !stores_ready(&ctx) {
-        return Ok(Action::requeue(Duration::from_millis(500)));
+    if !stores_ready(ctx) {
+        return Ok(Duration::from_millis(500));
     }
     let started = Instant::now();
+    tracing::trace!("reconcile");
     ctx.metrics.reconciles.inc();
     let result = match &guarded.0 {
-        Ok(record_set) => reconcile_record_set(record_set, &ctx).await,
-        Err(invalid) => report_unreadable(&guarded, &invalid.error, &ctx).await,
+        Ok(record_set) => reconcile_record_set(record_set, ctx).await,
+        Err(invalid) => report_unreadable(guarded, &invalid.error, ctx).await,
     };
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -> Result<Duration, Error> {
     let namespace = record_set.namespace().unwrap_or_default();
     let name = record_set.name_any();
     let wanted = wanted_checks(&record_set.spec);
@@ -292,9 +314,10 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
         ctx.coalesce,
     ) {
         WriteDecision::UpToDate => {}
-        WriteDecision::CheckAgainIn(wait) => return Ok(Action::requeue(wait)),
+        WriteDecision::CheckAgainIn(wait) => return Ok(wait),
         WriteDecision::Write => {
             let api: Api<MultiValueRecordSet> = Api::namespaced(ctx.client.clone(), &namespace);
+            tracing::trace!(%namespace, %name, "writing status");
             let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": new});
             api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
                 .await?;
@@ -317,7 +340,7 @@ async fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) -
     }
     // Everything that changes the result arrives as a watch event; the periodic
     // requeue only guards against a missed one.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Duration::from_secs(300))
 }
 
 /// What to do with a computed status.
@@ -413,11 +436,11 @@ fn find_conflict(record_set: &MultiValueRecordSet, store: &Store<Guarded>) -> Op
 
 /// An object the types cannot read (written before a schema change, or by hand with
 /// validation off): say so on the object, keep everything else running.
-async fn report_unreadable(guarded: &Guarded, error: &str, ctx: &Context) -> Result<Action, Error> {
+async fn report_unreadable(guarded: &Guarded, error: &str, ctx: &Context) -> Result<Duration, Error> {
     let note = format!("the record set cannot be read and is not served: {error}");
     tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "unreadable record set");
     publish(ctx, guarded.object_ref(&()), true, "InvalidSpec", note).await;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Duration::from_secs(300))
 }
 
 async fn publish(
@@ -446,10 +469,10 @@ async fn publish(
     });
 }
 
-fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(guarded: &Guarded, error: &Error, ctx: &Context) -> Duration {
     tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "reconcile failed");
     ctx.metrics.count_error(error);
-    Action::requeue(Duration::from_secs(2))
+    RETRY_AFTER_ERROR
 }
 
 #[cfg(test)]

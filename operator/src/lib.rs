@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pods;
 pub mod probe;
+pub mod runner;
 pub mod status;
 pub mod values;
 

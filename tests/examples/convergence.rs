@@ -363,7 +363,6 @@ async fn apiserver_write_means(admin: &kube::Client) -> Result<[Mean; 2]> {
                 duration,
                 "resource=\"multivaluerecordsets\"",
                 "subresource=\"status\"",
-                "verb=\"APPLY\"",
             ],
         ),
         Mean::of(&text, &[duration, "resource=\"endpointslices\"", "verb=\"PUT\""]),
@@ -386,6 +385,7 @@ async fn watch_probe_status(env: &TestEnv, namespace: &str) -> Result<Seen> {
     let api: Api<mvdns_api::MultiValueRecordSet> = Api::namespaced(env.admin_client().await?, namespace);
     let config = watcher::Config::default().fields("metadata.name=probe");
     record(
+        "status",
         watcher(api, config).applied_objects(),
         |set: &mvdns_api::MultiValueRecordSet| {
             set.status
@@ -413,12 +413,13 @@ async fn watch_probe_pods(env: &TestEnv, namespace: &str) -> Result<Seen> {
             if event.is_ok()
                 && let Ok(mut sink) = sink.lock()
             {
-                let ready = store
+                let ready: BTreeSet<String> = store
                     .state()
                     .iter()
                     .filter(|p| is_pod_ready(p))
                     .filter_map(|p| pod_ip(p).map(String::from))
                     .collect();
+                tracing::debug!(ready = ready.len(), "watch saw probe pods");
                 sink.push((Instant::now(), ready));
             }
         }
@@ -430,7 +431,7 @@ async fn watch_probe_pods(env: &TestEnv, namespace: &str) -> Result<Seen> {
 async fn watch_probe_slices(env: &TestEnv, namespace: &str) -> Result<Seen> {
     let api: Api<EndpointSlice> = Api::namespaced(env.admin_client().await?, namespace);
     let config = watcher::Config::default().labels("kubernetes.io/service-name=probe");
-    record(watcher(api, config).applied_objects(), |slice: &EndpointSlice| {
+    record("endpointslice", watcher(api, config).applied_objects(), |slice: &EndpointSlice| {
         slice
             .endpoints
             .iter()
@@ -441,7 +442,7 @@ async fn watch_probe_slices(env: &TestEnv, namespace: &str) -> Result<Seen> {
     })
 }
 
-fn record<K, S>(events: S, ready: fn(&K) -> BTreeSet<String>) -> Result<Seen>
+fn record<K, S>(what: &'static str, events: S, ready: fn(&K) -> BTreeSet<String>) -> Result<Seen>
 where
     K: Send + 'static,
     S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -454,7 +455,9 @@ where
             if let Ok(object) = event
                 && let Ok(mut sink) = sink.lock()
             {
-                sink.push((Instant::now(), ready(&object)));
+                let ready = ready(&object);
+                tracing::debug!(ready = ready.len(), "watch saw {what}");
+                sink.push((Instant::now(), ready));
             }
         }
     });
@@ -490,6 +493,7 @@ async fn wait_all(
             // A server still starting (CoreDNS waits for its first list) does not answer yet.
             let Ok(answer) = udp(*address, ask).await else { continue };
             if answer_data(&answer).into_iter().collect::<BTreeSet<_>>() == *expected {
+                tracing::debug!(%address, "answer converged");
                 *slot = Some(Instant::now());
             }
         }

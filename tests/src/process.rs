@@ -78,14 +78,17 @@ impl Process {
         let kubeconfig = service_account_kubeconfig(env, namespace, &account).await?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
         let log = env.dir.join(format!("{namespace}-{log_name}.log"));
+        // The binaries log to stdout (as in a pod); both streams go to the log file.
+        let log_file = std::fs::File::create(&log)?;
         let child = Command::new(&binary)
             .args(args)
             .args(["--admin-listen", &admin.to_string()])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
+            // MVDNS_CHILD_LOG (a RUST_LOG filter) turns up the processes' logs to trace a run.
+            .env("RUST_LOG", std::env::var("MVDNS_CHILD_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
