@@ -4,7 +4,7 @@
 # background pods in 100 record sets; then the processes' memory and CPU at that size
 # and a churn of CHURN readiness flips per second (status writes per second). A
 # measurement, not a test; see BENCHMARKS.md and tests/examples/convergence.rs.
-#   hack/bench-convergence.sh [PODS] [FLIPS] [CHURN]        default 1000 100 100
+#   hack/bench-convergence.sh [PODS] [FLIPS] [CHURN]        default 1000 400 100
 LOG_TAG=bench
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,4 +17,4 @@ log "building the release binaries and the convergence benchmark"
 cargo build --release --locked -q -p mvdns-operator -p mvdns-server
 cargo build --release --locked -q -p mvdns-tests --example convergence
 # The operator and the DNS replicas run as release processes, like CoreDNS.
-MVDNS_BIN_DIR="$ROOT/target/release" "$ROOT/target/release/examples/convergence" "${1:-1000}" "${2:-100}" "${3:-100}"
+MVDNS_BIN_DIR="$ROOT/target/release" "$ROOT/target/release/examples/convergence" "${1:-1000}" "${2:-400}" "${3:-100}"

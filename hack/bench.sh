@@ -5,7 +5,7 @@
 # (hack/bench-convergence.sh), one table at the end, and the charts in docs/.
 # A measurement, never a test: nothing here fails on a slow figure. See BENCHMARKS.md.
 #   hack/bench.sh                 defaults: 15 s per dnsperf run; 1,000 and 10,000 pods
-#   MVDNS_BENCH_SECONDS=15 MVDNS_BENCH_SIZES="1000 10000" MVDNS_BENCH_FLIPS=100 \
+#   MVDNS_BENCH_SECONDS=15 MVDNS_BENCH_SIZES="1000 10000" MVDNS_BENCH_FLIPS=400 \
 #   MVDNS_BENCH_CHURN=100 hack/bench.sh
 # First run: installs dnsperf, knot, nsd (apt), builds hickory-dns (cargo install, cached),
 # CoreDNS (Go module, cached), matplotlib (PyPI venv, cached) and, if needed, the
@@ -15,7 +15,7 @@ LOG_TAG=bench
 
 SECONDS_PER_RUN=${MVDNS_BENCH_SECONDS:-15}
 SIZES=${MVDNS_BENCH_SIZES:-1000 10000}
-FLIPS=${MVDNS_BENCH_FLIPS:-100}
+FLIPS=${MVDNS_BENCH_FLIPS:-400}
 CHURN=${MVDNS_BENCH_CHURN:-100}
 W="$ROOT/target/bench"
 mkdir -p "$W"

@@ -54,7 +54,7 @@ async fn main() -> Result<()> {
     }
     let mut args = std::env::args().skip(1);
     let pods: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    let flips: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
+    let flips: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(400);
     let churn_per_second: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100);
     let coredns =
         std::env::var("MVDNS_COREDNS").context("MVDNS_COREDNS: the CoreDNS binary (hack/coredns-build.sh)")?;
