@@ -137,11 +137,19 @@ pub async fn run(
     // No debounce: the first change is written at once and later ones wait for the rest
     // of the window (`mvdns_api::coalesce`); triggers that arrive while a reconcile of the
     // same record set runs merge into one more (`crate::runner`).
+    // The echo of our own status write is not reconciled: see `is_echo_of_own_write`.
+    let echoes = context.clone();
     let record_set_triggers = rs_events
         .filter_map(|event| std::future::ready(watched(event)))
         .flat_map(move |rs| {
             let sharing = record_sets_sharing_name(&by_name, &rs);
-            futures::stream::iter(std::iter::once(ObjectRef::from_obj(&rs)).chain(sharing))
+            let echo = rs.0.as_ref().is_ok_and(|record_set| {
+                let uid = record_set.uid().unwrap_or_default();
+                let written = echoes.written.lock().ok().and_then(|w| w.get(&uid).map(|(status, _)| status.clone()));
+                is_echo_of_own_write(record_set, written.as_ref())
+            });
+            let own = (!echo).then(|| ObjectRef::from_obj(&rs));
+            futures::stream::iter(own.into_iter().chain(sharing))
         });
     let pod_triggers = pod_events
         .filter_map(|event| std::future::ready(watched(event)))
@@ -160,6 +168,20 @@ pub async fn run(
         }
     };
     crate::runner::run(triggers, rs_store, reconcile_one, RETRY_AFTER_ERROR, stop).await;
+}
+
+/// Whether a record set event only echoes our own last status write: the stored status
+/// is exactly what we wrote, computed from the current spec. Everything else a
+/// reconcile reads (pods, health checks, the other record sets) triggers reconciles of
+/// its own, so reconciling the echo would only compute the same status again, over
+/// every stored pod, at the moment the DNS replicas need the CPU to load that status.
+pub fn is_echo_of_own_write(
+    record_set: &MultiValueRecordSet,
+    last_written: Option<&MultiValueRecordSetStatus>,
+) -> bool {
+    last_written.is_some_and(|written| {
+        record_set.status.as_ref() == Some(written) && written.observed_generation == record_set.metadata.generation
+    })
 }
 
 /// The object of a watch event; a failed watch call is retried by its backoff.
@@ -478,6 +500,34 @@ fn error_policy(guarded: &Guarded, error: &Error, ctx: &Context) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exact_echo_of_our_write_is_skipped() {
+        let written = MultiValueRecordSetStatus {
+            observed_generation: Some(2),
+            healthy_count: 3,
+            ..MultiValueRecordSetStatus::default()
+        };
+        let stored = |generation: i64, status: Option<MultiValueRecordSetStatus>| {
+            let mut rs = MultiValueRecordSet::new(
+                "web",
+                serde_json::from_value(json!({"name": "web.example.", "type": "A", "podSelector": {}})).expect("spec"),
+            );
+            rs.metadata.generation = Some(generation);
+            rs.status = status;
+            rs
+        };
+        assert!(is_echo_of_own_write(&stored(2, Some(written.clone())), Some(&written)));
+        // The spec changed since (a new generation): reconcile.
+        assert!(!is_echo_of_own_write(&stored(3, Some(written.clone())), Some(&written)));
+        // Someone else changed the status, or removed it: reconcile, and put it right.
+        let mut other = written.clone();
+        other.healthy_count = 1;
+        assert!(!is_echo_of_own_write(&stored(2, Some(other)), Some(&written)));
+        assert!(!is_echo_of_own_write(&stored(2, None), Some(&written)));
+        // Never written by us (a new operator, say): reconcile.
+        assert!(!is_echo_of_own_write(&stored(2, Some(written.clone())), None));
+    }
 
     #[test]
     fn our_recent_write_is_trusted_over_a_lagging_cache() {

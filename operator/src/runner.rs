@@ -271,7 +271,7 @@ mod tests {
             let seen = seen.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                seen.lock().unwrap().push(object.metadata.name.clone().unwrap_or_default());
+                seen.lock().expect("runs").push(object.metadata.name.clone().unwrap_or_default());
                 Duration::from_secs(300)
             }
         };
@@ -289,14 +289,14 @@ mod tests {
             let runs = runs.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                runs.lock().unwrap().clone()
+                runs.lock().expect("runs").clone()
             }
         };
 
         // Listed and triggered, but the list is not complete: nothing runs.
         writer.apply_watcher_event(&Event::Init);
         writer.apply_watcher_event(&Event::InitApply(object.clone()));
-        trigger.send(ObjectRef::from_obj(&object)).unwrap();
+        trigger.send(ObjectRef::from_obj(&object)).expect("runner");
         assert!(runs_after(100).await.is_empty());
         // The list is in: it runs once.
         writer.apply_watcher_event(&Event::InitDone);
@@ -304,16 +304,16 @@ mod tests {
         // Four triggers at once: the first starts a run, the three that arrive while it
         // runs merge into one more.
         for _ in 0..4 {
-            trigger.send(ObjectRef::from_obj(&object)).unwrap();
+            trigger.send(ObjectRef::from_obj(&object)).expect("runner");
         }
         assert_eq!(runs_after(300).await, ["a", "a", "a"]);
         // A trigger for an object not in the store runs nothing.
         let mut other = object.clone();
         other.metadata.name = Some("b".into());
-        trigger.send(ObjectRef::from_obj(&other)).unwrap();
+        trigger.send(ObjectRef::from_obj(&other)).expect("runner");
         assert_eq!(runs_after(150).await.len(), 3);
         stop.cancel();
-        runner.await.unwrap();
+        runner.await.expect("runner ends");
     }
 
     #[tokio::test]
