@@ -144,9 +144,13 @@ pub async fn run(
         .flat_map(move |rs| {
             let sharing = record_sets_sharing_name(&by_name, &rs);
             let echo = rs.0.as_ref().is_ok_and(|record_set| {
+                // The event can also come before our write's response (the echo then
+                // is reconciled, harmlessly).
                 let uid = record_set.uid().unwrap_or_default();
-                let written = echoes.written.lock().ok().and_then(|w| w.get(&uid).map(|(status, _)| status.clone()));
-                is_echo_of_own_write(record_set, written.as_ref())
+                echoes
+                    .written
+                    .lock()
+                    .is_ok_and(|written| is_echo_of_own_write(record_set, written.get(&uid).map(|(status, _)| status)))
             });
             let own = (!echo).then(|| ObjectRef::from_obj(&rs));
             futures::stream::iter(own.into_iter().chain(sharing))

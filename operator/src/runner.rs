@@ -271,7 +271,9 @@ mod tests {
             let seen = seen.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                seen.lock().expect("runs").push(object.metadata.name.clone().unwrap_or_default());
+                seen.lock()
+                    .expect("runs")
+                    .push(object.metadata.name.clone().unwrap_or_default());
                 Duration::from_secs(300)
             }
         };

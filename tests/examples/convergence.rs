@@ -359,11 +359,7 @@ async fn apiserver_write_means(admin: &kube::Client) -> Result<[Mean; 2]> {
     Ok([
         Mean::of(
             &text,
-            &[
-                duration,
-                "resource=\"multivaluerecordsets\"",
-                "subresource=\"status\"",
-            ],
+            &[duration, "resource=\"multivaluerecordsets\"", "subresource=\"status\""],
         ),
         Mean::of(&text, &[duration, "resource=\"endpointslices\"", "verb=\"PUT\""]),
     ])
@@ -431,15 +427,19 @@ async fn watch_probe_pods(env: &TestEnv, namespace: &str) -> Result<Seen> {
 async fn watch_probe_slices(env: &TestEnv, namespace: &str) -> Result<Seen> {
     let api: Api<EndpointSlice> = Api::namespaced(env.admin_client().await?, namespace);
     let config = watcher::Config::default().labels("kubernetes.io/service-name=probe");
-    record("endpointslice", watcher(api, config).applied_objects(), |slice: &EndpointSlice| {
-        slice
-            .endpoints
-            .iter()
-            .flatten()
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect()
-    })
+    record(
+        "endpointslice",
+        watcher(api, config).applied_objects(),
+        |slice: &EndpointSlice| {
+            slice
+                .endpoints
+                .iter()
+                .flatten()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                .flat_map(|e| e.addresses.iter().cloned())
+                .collect()
+        },
+    )
 }
 
 fn record<K, S>(what: &'static str, events: S, ready: fn(&K) -> BTreeSet<String>) -> Result<Seen>

@@ -85,7 +85,10 @@ impl Process {
             .args(["--admin-listen", &admin.to_string()])
             .env("KUBECONFIG", kubeconfig)
             // MVDNS_CHILD_LOG (a RUST_LOG filter) turns up the processes' logs to trace a run.
-            .env("RUST_LOG", std::env::var("MVDNS_CHILD_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("MVDNS_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
