@@ -83,7 +83,8 @@ impl<Key: Hash + Eq + Clone> Schedule<Key> {
         self.again.remove(key);
     }
 
-    pub fn is_running(&self, key: &Key) -> bool {
+    #[cfg(test)]
+    fn is_running(&self, key: &Key) -> bool {
         self.running.contains(key)
     }
 }
