@@ -185,6 +185,7 @@ async fn rebuild_loop(
 }
 
 fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
+    let started = Instant::now();
     let objects = store.state();
     let mut record_sets = Vec::with_capacity(objects.len());
     for object in &objects {
@@ -226,8 +227,12 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
             })
             .inc();
     }
-    shared.index.store(Arc::new(index));
-    tracing::trace!("index swapped");
+    shared.index.store(index);
+    tracing::trace!(
+        took_us = started.elapsed().as_micros(),
+        statuses_only = built.statuses_only(),
+        "index swapped"
+    );
     built
 }
 

@@ -37,7 +37,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use mvdns_tests::dns::{Ask, answer_data, udp};
+use mvdns_tests::dns::{Ask, UdpAsker, answer_data};
 use mvdns_tests::operator::{apply_record_set, metric_value};
 use mvdns_tests::process::{Process, free_port, proc_status_kib};
 use mvdns_tests::*;
@@ -521,9 +521,10 @@ async fn until_answer(
     expected: &BTreeSet<String>,
     deadline: Instant,
 ) -> Result<Instant> {
+    let asker = UdpAsker::new(address).await?;
     loop {
         // A server still starting (CoreDNS waits for its first list) does not answer yet.
-        let answer = udp(address, ask).await;
+        let answer = asker.ask(ask).await;
         if let Ok(answer) = &answer
             && answer_data(answer).into_iter().collect::<BTreeSet<_>>() == *expected
         {
