@@ -7,8 +7,9 @@
 The scripts call it with the matplotlib of their venv (~/.cache/mvdns/tools/plot-venv).
 dns: one bar per row of the TSV (server / query), coloured by server, labelled with QPS
 per busy core, the server's busy fraction and p99; a dashed line marks Knot's figure.
-convergence: p50 and p99 of readiness change -> DNS answers changed, by cluster size,
-for mvdns and for CoreDNS's kubernetes plugin (EndpointSlice path), same runs.
+convergence: p50 and p99 of readiness change -> the answers of both DNS replicas changed,
+by cluster size, for mvdns and for CoreDNS's kubernetes plugin (EndpointSlice path), same
+runs.
 """
 
 import csv
@@ -50,8 +51,8 @@ def convergence_chart(src: str, out: str) -> None:
     rows = read_rows(src)
     when = datetime.datetime.fromtimestamp(os.path.getmtime(src)).strftime("%Y-%m-%d %H:%M")
     sizes = sorted({int(r["pods"]) for r in rows})
-    paths = [("mvdns", "mvdns (operator -> status -> DNS)", COLOURS["mvdns"]),
-             ("coredns", "CoreDNS (EndpointSlice -> kubernetes plugin)", COLOURS["coredns"])]
+    paths = [("mvdns", "mvdns, both replicas (operator -> status -> DNS)", COLOURS["mvdns"]),
+             ("coredns", "CoreDNS, both replicas (EndpointSlice -> kubernetes plugin)", COLOURS["coredns"])]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     width = 0.38
     for k, (path, label, colour) in enumerate(paths):
