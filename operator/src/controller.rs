@@ -16,7 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use mvdns_api::coalesce::wait_in_window;
 use mvdns_api::ownership::{NameClaim, name_owners};
 use mvdns_api::reconnect::ReconnectBackoff;
-use mvdns_api::value::normalize_fqdn;
+use mvdns_api::value::{normalize_fqdn, same_host};
 use mvdns_api::zones::PublishRules;
 use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
 use serde_json::json;
@@ -274,6 +274,7 @@ fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<Ob
     let Some(name) = changed.0.as_ref().ok().and_then(NameClaim::of).map(|c| c.name) else {
         return Vec::new();
     };
+    let spec_name = changed.0.as_ref().map(|rs| rs.spec.name.as_str()).unwrap_or_default();
     store
         .state()
         .iter()
@@ -283,6 +284,7 @@ fn record_sets_sharing_name(store: &Store<Guarded>, changed: &Guarded) -> Vec<Ob
                 .0
                 .as_ref()
                 .ok()
+                .filter(|rs| same_host(&rs.spec.name, spec_name))
                 .and_then(NameClaim::of)
                 .is_some_and(|c| c.name == name)
         })
@@ -447,9 +449,12 @@ fn compute_values(
 fn find_conflict(record_set: &MultiValueRecordSet, store: &Store<Guarded>) -> Option<Conflict> {
     let mine = NameClaim::of(record_set)?;
     let all = store.state();
+    // Only the claims on this name matter; the cheap check skips normalising the others.
     let claims: Vec<NameClaim> = all
         .iter()
-        .filter_map(|g| g.0.as_ref().ok().and_then(NameClaim::of))
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|other| same_host(&other.spec.name, &record_set.spec.name))
+        .filter_map(NameClaim::of)
         .collect();
     let owners = name_owners(claims.iter().chain(std::iter::once(&mine)));
     let owner = owners.get(&mine.name)?;

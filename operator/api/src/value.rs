@@ -119,6 +119,15 @@ pub fn normalize_fqdn(name: &str) -> Option<String> {
     normalize_host(name).filter(|n| n.trim_end_matches('.').contains('.'))
 }
 
+/// Whether two host names are the same name, as far as their normalised forms go: for
+/// valid names exactly when [`normalize_host`] gives the same. Cheap (no allocation), to
+/// pick the few record sets that share a name before normalising theirs.
+pub fn same_host(a: &str, b: &str) -> bool {
+    let a = a.strip_suffix('.').unwrap_or(a);
+    let b = b.strip_suffix('.').unwrap_or(b);
+    a.eq_ignore_ascii_case(b)
+}
+
 fn is_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     let allowed = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
@@ -166,6 +175,9 @@ mod tests {
             assert_eq!(normalize_host(bad), None, "{bad}");
         }
         assert_eq!(normalize_fqdn("localhost"), None);
+        assert!(same_host("Web.Example.internal.", "web.example.INTERNAL"));
+        assert!(!same_host("web.example.internal", "web2.example.internal"));
+        assert!(!same_host("web.example.internal..", "web.example.internal"));
         assert_eq!(
             normalize_fqdn("web.shop.example.internal."),
             Some("web.shop.example.internal.".into())
