@@ -96,6 +96,23 @@ fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+impl Pod {
+    /// Whether `other` is this pod with nothing changed that a value is computed from:
+    /// only its resourceVersion differs (its annotations, say, or container statuses
+    /// changed, which this type does not keep). Like the EndpointSlice controller, the
+    /// operator does not react to such updates.
+    pub fn same_for_values(&self, other: &Pod) -> bool {
+        let (a, b) = (&self.metadata, &other.metadata);
+        a.name == b.name
+            && a.namespace == b.namespace
+            && a.uid == b.uid
+            && a.labels == b.labels
+            && a.deletion_timestamp == b.deletion_timestamp
+            && self.spec == other.spec
+            && self.status == other.status
+    }
+}
+
 impl Resource for Pod {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
@@ -124,6 +141,31 @@ impl Resource for Pod {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_a_change_of_what_values_read_counts() {
+        let pod = |version: &str, ready: &str, annotation: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1", "resourceVersion": version,
+                             "labels": {"app": "web"}, "annotations": {"note": annotation}},
+                "spec": {"nodeName": "node-a", "containers": [{"name": "c"}]},
+                "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .expect("pod")
+        };
+        let stored = pod("1", "True", "a");
+        assert!(
+            stored.same_for_values(&pod("2", "True", "b")),
+            "annotation and version only"
+        );
+        assert!(!stored.same_for_values(&pod("2", "False", "a")), "readiness");
+        let mut relabelled = pod("2", "True", "a");
+        relabelled.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
+        assert!(!stored.same_for_values(&relabelled), "labels");
+        let mut moved = pod("2", "True", "a");
+        moved.status.as_mut().expect("status").pod_ip = Some("10.0.0.2".into());
+        assert!(!stored.same_for_values(&moved), "address");
+    }
 
     #[test]
     fn a_pod_from_the_api_server_keeps_what_values_need_and_nothing_else() {
