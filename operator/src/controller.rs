@@ -78,8 +78,8 @@ pub async fn run(
     // update that changes none of that (an annotation, a container's restart count) is
     // dropped before the store and triggers nothing: the store keeps the earlier copy,
     // which serves the same values. Before, every such update reconciled each record
-    // set selecting the pod, over every stored pod; with 10,000 pods that held back
-    // the reconcile of the readiness change that followed it by milliseconds.
+    // set selecting the pod, over every stored pod: with 10,000 pods, a third of the
+    // operator's CPU under churn (BENCHMARKS.md).
     let stored_pods = pod_store.clone();
     let pod_events = watcher(pods, watcher::Config::default().any_semantic())
         .backoff(ReconnectBackoff::default())
