@@ -20,7 +20,7 @@
 //! build; `cargo run --release -p mvdns-server --example index_rebuild_cost`). A unit
 //! test holds it to exactly what a whole build serves, over random changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -165,6 +165,8 @@ pub struct Built {
     groups: HashMap<GroupKey, Arc<BuiltGroup>>,
     /// How many RRsets this build took from the one before it.
     reused: usize,
+    /// Whether this build only swapped changed RRsets into the last index.
+    statuses_only: bool,
     /// The build as a whole, for a next build in which only statuses changed.
     shape: Option<Shape>,
 }
@@ -178,7 +180,7 @@ impl Built {
     /// Whether the last build only swapped the RRsets of changed statuses into the
     /// index before it, without working out names, owners and groups again.
     pub fn statuses_only(&self) -> bool {
-        self.shape.as_ref().is_some_and(|shape| shape.statuses_only)
+        self.statuses_only
     }
 }
 
@@ -205,7 +207,6 @@ struct Shape {
     /// The skips that depend on specs alone (names, owners, zones, CNAME rules).
     spec_skips: Arc<Vec<Skipped>>,
     index: Arc<Index>,
-    statuses_only: bool,
 }
 
 /// A record set as one version of one object: its uid and resourceVersion. Any change
@@ -267,7 +268,7 @@ fn rebuild_statuses(
         return None;
     }
     // The groups with a member whose version is not the one they were built from.
-    let mut changed: Vec<&GroupKey> = Vec::new();
+    let mut changed: HashSet<&GroupKey> = HashSet::new();
     for rs in record_sets {
         let uid = rs.metadata.uid.as_ref()?;
         if shape.specs.get(uid) != Some(&rs.metadata.generation?) {
@@ -275,8 +276,8 @@ fn rebuild_statuses(
         }
         let Some(key) = shape.group_of.get(uid) else { continue };
         let built_from = &previous.groups.get(key)?.sources;
-        if !built_from.iter().any(|source| is_source(source, rs)) && !changed.contains(&key) {
-            changed.push(key);
+        if !built_from.iter().any(|source| is_source(source, rs)) {
+            changed.insert(key);
         }
     }
     if changed.is_empty() {
@@ -284,25 +285,27 @@ fn rebuild_statuses(
         let built = Built {
             groups: previous.groups.clone(),
             reused: previous.groups.len(),
-            shape: Some(Shape {
-                statuses_only: true,
-                ..shape.clone()
-            }),
+            statuses_only: true,
+            shape: Some(shape.clone()),
         };
         return Some((shape.index.clone(), built));
     }
+    // The members of each changed group, in the order a whole build takes them.
+    let mut members: HashMap<&GroupKey, Vec<&MultiValueRecordSet>> = HashMap::with_capacity(changed.len());
+    for rs in record_sets {
+        if let Some(key) = rs.metadata.uid.as_ref().and_then(|uid| shape.group_of.get(uid))
+            && changed.contains(key)
+        {
+            members.entry(key).or_default().push(rs);
+        }
+    }
     let mut groups = previous.groups.clone();
     let mut names = shape.index.names.clone();
-    for key in &changed {
-        let sets: Vec<&MultiValueRecordSet> = record_sets
-            .iter()
-            .copied()
-            .filter(|rs| rs.metadata.uid.as_ref().and_then(|uid| shape.group_of.get(uid)) == Some(*key))
-            .collect();
+    for (key, sets) in &members {
         let old = &previous.groups.get(*key)?.rrset;
         let owner = parse_name(&key.0)?;
         let mut skipped = Vec::new();
-        let rrset = Arc::new(group_rrset(&owner, key.1, &sets, &mut skipped));
+        let rrset = Arc::new(group_rrset(&owner, key.1, sets, &mut skipped));
         if old.has_glue || rrset.has_glue {
             return None;
         }
@@ -332,9 +335,9 @@ fn rebuild_statuses(
     let built = Built {
         reused: groups.len() - changed.len(),
         groups,
+        statuses_only: true,
         shape: Some(Shape {
             index: index.clone(),
-            statuses_only: true,
             ..shape.clone()
         }),
     };
@@ -454,11 +457,11 @@ fn build_whole(
         group_of: Arc::new(group_of),
         spec_skips: Arc::new(spec_skips),
         index: index.clone(),
-        statuses_only: false,
     });
     let built = Built {
         groups: groups_built,
         reused,
+        statuses_only: false,
         shape,
     };
     (index, built)

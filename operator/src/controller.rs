@@ -597,4 +597,27 @@ mod tests {
             WriteDecision::UpToDate
         );
     }
+
+    #[test]
+    fn only_pod_updates_that_change_values_pass_to_the_store() {
+        use kube::runtime::watcher::Event as WatchEvent;
+        let pod = |version: &str, ready: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-1", "namespace": "shop", "resourceVersion": version, "labels": {"app": "web"}},
+                "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .expect("pod")
+        };
+        let (store, mut writer) = reflector::store::<Pod>();
+        // Not stored yet: passes.
+        assert!(changes_values(&store, &WatchEvent::Apply(pod("1", "True"))));
+        writer.apply_watcher_event(&WatchEvent::Apply(pod("1", "True")));
+        // The same pod at a new resourceVersion (an annotation changed, say): dropped.
+        assert!(!changes_values(&store, &WatchEvent::Apply(pod("2", "True"))));
+        // Readiness changed: passes.
+        assert!(changes_values(&store, &WatchEvent::Apply(pod("3", "False"))));
+        // A re-list and a deletion always pass.
+        assert!(changes_values(&store, &WatchEvent::InitApply(pod("2", "True"))));
+        assert!(changes_values(&store, &WatchEvent::Delete(pod("2", "True"))));
+    }
 }
