@@ -6,6 +6,7 @@
 # measurement, not a test; see BENCHMARKS.md and tests/examples/convergence.rs.
 #   hack/bench-convergence.sh [PODS] [FLIPS] [CHURN]        default 1000 400 100
 LOG_TAG=bench
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$ROOT/hack/deps.sh"
@@ -14,7 +15,7 @@ eval "$("$ROOT/hack/testenv.sh" env)"
 MVDNS_COREDNS=$("$ROOT/hack/coredns-build.sh")
 export MVDNS_COREDNS
 log "building the release binaries and the convergence benchmark"
-cargo build --release --locked -q -p mvdns-operator -p mvdns-server
-cargo build --release --locked -q -p mvdns-tests --example convergence
+cargo_with_progress "release build" build --release --locked -p mvdns-operator -p mvdns-server
+cargo_with_progress "release build of the benchmark" build --release --locked -p mvdns-tests --example convergence
 # The operator and the DNS replicas run as release processes, like CoreDNS.
-MVDNS_BIN_DIR="$ROOT/target/release" "$ROOT/target/release/examples/convergence" "${1:-1000}" "${2:-400}" "${3:-100}"
+MVDNS_BIN_DIR="$TARGET/release" "$TARGET/release/examples/convergence" "${1:-1000}" "${2:-400}" "${3:-100}"

@@ -17,6 +17,7 @@
 # control plane that others may share; the DNS server keeps serving from its watch.
 # Output: the table on stdout, target/bench/dns-results.tsv, docs/bench-dns-qps.png.
 LOG_TAG=bench
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECONDS_PER_RUN=${1:-15}
@@ -53,22 +54,12 @@ if [ ! -x "$HICKORY" ]; then
   start=$(date +%s)
   log "first build of hickory-dns $HICKORY_DNS_VERSION (cargo install from crates.io, ~150 crates): this takes minutes on 2 cores; later runs reuse $HICKORY_ROOT"
   rm -rf "$HICKORY_ROOT.partial"
-  # A shell loop, not awk: mawk reads a pipe in blocks and would print nothing until the end.
-  if ! cargo install --locked --version "=$HICKORY_DNS_VERSION" hickory-dns --root "$HICKORY_ROOT.partial" 2>&1 \
-    | tee "$W/hickory-dns-build.log" | {
-      n=0
-      while IFS= read -r line; do
-        case $line in
-          *" Compiling "*) n=$((n + 1)); [ $((n % 25)) != 0 ] || log "hickory-dns: compiled $n crates" ;;
-          error*|*" Installing "*|*" Installed "*|*" Blocking "*) log "${line#"${line%%[! ]*}"}" ;;
-        esac
-      done
-    }
-  then
-    die "cargo install hickory-dns $HICKORY_DNS_VERSION failed (log: $W/hickory-dns-build.log)"
-  fi
-  "$HICKORY_ROOT.partial/bin/hickory-dns" --version | grep -q "$HICKORY_DNS_VERSION" \
-    || die "the built hickory-dns does not report version $HICKORY_DNS_VERSION"
+  with_progress cargo "cargo install hickory-dns" 150 \
+    cargo install --locked --version "=$HICKORY_DNS_VERSION" hickory-dns --root "$HICKORY_ROOT.partial" \
+    || die "cargo install hickory-dns $HICKORY_DNS_VERSION failed (see above)"
+  version=$("$HICKORY_ROOT.partial/bin/hickory-dns" --version) || die "the built hickory-dns does not run"
+  matches "$version" "$HICKORY_DNS_VERSION" \
+    || die "the built hickory-dns reports $version, not $HICKORY_DNS_VERSION"
   rm -rf "$HICKORY_ROOT"; mv "$HICKORY_ROOT.partial" "$HICKORY_ROOT"
   log "hickory-dns built in $(( $(date +%s) - start ))s: $HICKORY"
 fi
@@ -79,7 +70,7 @@ PLOT_PYTHON=$(plot_python) # set up before the long part
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
 log "building release binaries"
-cargo build --release --locked -q -p mvdns-operator -p mvdns-server
+cargo_with_progress "release build" build --release --locked -p mvdns-operator -p mvdns-server
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 kubectl create namespace bench --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
@@ -92,7 +83,7 @@ tree_pids() { # tree_pids PID: the process and its descendants (NSD forks xfrd, 
 }
 cleanup() {
   local p all=()
-  for p in $OPERATOR_PID "${pids[@]}"; do all+=($(tree_pids "$p")); done
+  for p in $OPERATOR_PID "${pids[@]}"; do mapfile -t -O "${#all[@]}" all < <(tree_pids "$p"); done
   for p in "${all[@]}"; do kill "$p" 2>/dev/null || true; done
   rm -f "${VFILE:-}"
 }
@@ -115,7 +106,7 @@ metadata: {name: web64, namespace: bench}
 spec: {name: web64.example.internal., type: A, values: $(values 10.1 64)}
 YAML
 
-"$ROOT/target/release/mvdns-operator" --lease-namespace bench --admin-listen 127.0.0.1:0 >"$W/operator.log" 2>&1 &
+"$TARGET/release/mvdns-operator" --lease-namespace bench --admin-listen 127.0.0.1:0 >"$W/operator.log" 2>&1 &
 OPERATOR_PID=$!
 status_written() { # status_written NAME COUNT: status of the current generation, all values healthy
   local g o n
@@ -136,14 +127,20 @@ wait "$OPERATOR_PID" 2>/dev/null || true
 OPERATOR_PID=""
 log "both record sets have their status; operator stopped (the DNS server serves from its watch)"
 
-taskset -c 0 "$ROOT/target/release/mvdns-server" --zone example.internal. --listen "127.0.0.1:$MVDNS_PORT" \
+taskset -c 0 "$TARGET/release/mvdns-server" --zone example.internal. --listen "127.0.0.1:$MVDNS_PORT" \
   --admin-listen 127.0.0.1:0 --udp-workers 1 >"$W/mvdns.log" 2>&1 &
 MVDNS_PID=$!
-pids+=($MVDNS_PID)
+pids+=("$MVDNS_PID")
 
 # The peers serve one zone file: the same zone, 8 static A records for the like-for-like name.
 {
-  printf '$ORIGIN example.internal.\n$TTL 30\n@ SOA ns hostmaster 1 3600 600 86400 30\n@ NS ns\nns A 127.0.0.1\n'
+  cat <<'ZONE'
+$ORIGIN example.internal.
+$TTL 30
+@ SOA ns hostmaster 1 3600 600 86400 30
+@ NS ns
+ns A 127.0.0.1
+ZONE
   for i in $(seq 1 8); do printf 'web8 A 192.0.0.%d\n' $((i + 1)); done
 } >"$W/example.internal.zone"
 
@@ -168,7 +165,7 @@ zone:
 CONF
 taskset -c 0 knotd -c "$W/knot.conf" >"$W/knot.log" 2>&1 &
 KNOT_PID=$!
-pids+=($KNOT_PID)
+pids+=("$KNOT_PID")
 
 # NSD: server-count 1 = one serving process (plus its main and xfrd processes, which stay
 # idle; all three are counted). No nsd.db, no privilege drop, no remote control. Response
@@ -198,7 +195,7 @@ CONF
 rm -f "$W/nsd.pid"
 taskset -c 0 nsd -d -c "$W/nsd.conf" >"$W/nsd.log" 2>&1 &
 NSD_PID=$!
-pids+=($NSD_PID)
+pids+=("$NSD_PID")
 
 # hickory-dns: one tokio worker thread (--workers 1; the runtime also has its blocking pool).
 # -q: stock hickory-dns logs every request at INFO; the other servers log no queries either.
@@ -215,7 +212,7 @@ file = "example.internal.zone"
 CONF
 taskset -c 0 "$HICKORY" --workers 1 -q -c "$W/hickory-dns.toml" >"$W/hickory-dns.log" 2>&1 &
 HICKORY_PID=$!
-pids+=($HICKORY_PID)
+pids+=("$HICKORY_PID")
 
 # CoreDNS: the file plugin (the zone is held in memory), no cache plugin: a cache in front of
 # an in-memory zone only adds a lookup. GOMAXPROCS=1: one P runs Go code at a time.
@@ -227,7 +224,7 @@ example.internal.:$COREDNS_PORT {
 CONF
 GOMAXPROCS=1 taskset -c 0 "$COREDNS" -conf "$W/Corefile" -quiet >"$W/coredns.log" 2>&1 &
 COREDNS_PID=$!
-pids+=($COREDNS_PID)
+pids+=("$COREDNS_PID")
 
 wait_answer() { # wait_answer PORT NAME PID LOG
   local i
@@ -262,12 +259,13 @@ mem_kib() { # mem_kib PID: "RSS PSS" in KiB summed over the process tree
   echo "$r $s"
 }
 threads() { # threads PID: threads in the process tree
-  local p n=0
-  for p in $(tree_pids "$1"); do n=$((n + $(ls "/proc/$p/task" | wc -l))); done
+  local p n=0 tasks
+  for p in $(tree_pids "$1"); do tasks=("/proc/$p/task"/*); n=$((n + ${#tasks[@]})); done
   echo "$n"
 }
 for s in "mvdns $MVDNS_PID" "knot $KNOT_PID" "nsd $NSD_PID" "hickory-dns $HICKORY_PID" "coredns $COREDNS_PID"; do
-  set -- $s
+  read -r name pid <<<"$s"
+  set -- "$name" "$pid"
   log "$1: $(tree_pids "$2" | wc -l) process(es), $(threads "$2") threads, affinity $(taskset -cp "$2" | awk '{print $NF}')"
 done
 
@@ -306,7 +304,7 @@ run() {
   qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
   avg=$(awk '/Average Latency/ {printf "%.0f", $4 * 1000000}' <<<"$out")
   lost=$(awk '/Queries lost/ {gsub(/[(%)]/, "", $4); print $4}' <<<"$out")
-  [ -n "$qps" ] && [ -n "$runtime" ] || die "no result from dnsperf against $label: $out"
+  if [ -z "$qps" ] || [ -z "$runtime" ]; then die "no result from dnsperf against $label: $out"; fi
   busy=$(awk -v t=$((after - before)) -v hz="$TCK" -v s="$runtime" 'BEGIN {printf "%.3f", t / hz / s}')
   awk -v b="$busy" 'BEGIN {exit !(b > 0)}' || die "no CPU time measured for $label (pid $pid)"
   per_core=$(awk -v q="$qps" -v b="$busy" 'BEGIN {printf "%.0f", q / b}')

@@ -11,6 +11,7 @@
 # CoreDNS (Go module, cached), matplotlib (PyPI venv, cached) and, if needed, the
 # Kubernetes binaries (cached); each step says what it is doing.
 LOG_TAG=bench
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECONDS_PER_RUN=${MVDNS_BENCH_SECONDS:-15}

@@ -18,6 +18,7 @@
 # (hack/tilt-build.sh) or MVDNS_TILT=build: `tilt alpha tiltfile-result` evaluates the
 # Tiltfile against the control plane's context, with both image builders.
 LOG_TAG=chart-check
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIN_DIR=$("$ROOT/hack/k8s-build.sh")
@@ -124,7 +125,7 @@ cmp -s "$ROOT/crds/mvdns.io_multivaluerecordsets.yaml" "$CHART/crds/mvdns.io_mul
   || die "charts/mvdns/crds/ is stale: cp crds/mvdns.io_multivaluerecordsets.yaml charts/mvdns/crds/ (crdgen should write both)"
 
 log "6. the image assembles without a container engine (hack/image.sh)"
-musl="$ROOT/target/x86_64-unknown-linux-musl/release"
+musl="$TARGET/x86_64-unknown-linux-musl/release"
 for name in mvdns-operator mvdns-server; do
   bin="$musl/$name"
   if [ ! -x "$bin" ]; then
@@ -162,7 +163,7 @@ for _ in $(seq 60); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>
 kubectl -n "$NS" get serviceaccount default >/dev/null || die "no default ServiceAccount in $NS after 30s"
 # Without the Prometheus Operator's CRD the API server cannot validate a ServiceMonitor.
 sm=()
-if ! kubectl api-resources --api-group=monitoring.coreos.com -o name 2>/dev/null | grep -q '^servicemonitors'; then
+if ! matches "$(kubectl api-resources --api-group=monitoring.coreos.com -o name 2>/dev/null)" '^servicemonitors'; then
   sm=(--set serviceMonitor.enabled=false)
   log "   (no monitoring.coreos.com CRD on this cluster: ServiceMonitor left out of the server-side checks)"
 fi

@@ -10,6 +10,7 @@
 # but from the downloaded module directory so that go_build_with_progress can count the
 # package graph and print a percentage: the first build compiles ~1,000 packages.
 LOG_TAG=coredns-build
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIN="$CACHE/tools/coredns-$COREDNS_VERSION"
@@ -30,8 +31,9 @@ rm -rf "$BIN.partial"; mkdir -p "$BIN.partial"
   go mod download
   go_build_with_progress "$BIN.partial" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" .
 ) || die "CoreDNS build failed"
-"$BIN.partial/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" \
-  || die "the built coredns does not report version ${COREDNS_VERSION#v}: $("$BIN.partial/coredns" -version)"
+version=$("$BIN.partial/coredns" -version) || die "the built coredns does not run"
+matches "$version" "CoreDNS-${COREDNS_VERSION#v}" \
+  || die "the built coredns does not report version ${COREDNS_VERSION#v}: $version"
 rm -rf "$BIN"; mv "$BIN.partial" "$BIN"
 log "done in $(( $(date +%s) - start ))s: $BIN/coredns ($(du -h "$BIN/coredns" | cut -f1))"
 echo "$BIN/coredns"

@@ -2,13 +2,16 @@
 # Installs what a fresh machine lacks for the tests and the quick start: Debian
 # packages via apt, the Rust toolchain's components. Go and Rust themselves must exist.
 LOG_TAG=deps
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "Go 1.26+ is required (https://go.dev/dl)"
 command -v cargo >/dev/null || die "Rust 1.88+ is required (https://rustup.rs)"
 
-# command -> Debian package (python3: JSON and image helpers in hack/; gcc: Tilt needs cgo)
-declare -A packages=([openssl]=openssl [dig]=dnsutils [curl]=curl [bc]=bc [python3]=python3 [gcc]=gcc)
+# command -> Debian package (python3: JSON and image helpers in hack/; gcc: Tilt needs cgo;
+# and the linter the test command runs over hack/ and .ci/)
+declare -A packages=([openssl]=openssl [dig]=dnsutils [curl]=curl [bc]=bc [python3]=python3 [gcc]=gcc
+  [shellcheck]=shellcheck)
 missing=()
 for cmd in "${!packages[@]}"; do command -v "$cmd" >/dev/null || missing+=("${packages[$cmd]}"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -20,6 +20,7 @@
 # Push elsewhere yourself: crane push OUTDIR REGISTRY/NAME:TAG; or load into Docker/Podman
 # with `skopeo copy oci:OUTDIR docker-daemon:NAME:TAG`.
 LOG_TAG=image
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ $# -eq 3 ] || die "usage: hack/image.sh BIN NAME OUTDIR"
@@ -27,8 +28,8 @@ bin=$1 name=$2 out=$3
 [ -f "$bin" ] || die "no such binary: $bin"
 [[ "$name" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "bad image name: $name"
 command -v python3 >/dev/null || die "python3 is required"
-if head -c 4 "$bin" | grep -q $'\x7fELF' && command -v file >/dev/null; then
-  file -L "$bin" | grep -Eq 'statically linked|static-pie' \
+if [ "$(od -An -tx1 -N4 "$bin" | tr -d ' \n')" = 7f454c46 ] && command -v file >/dev/null; then # ELF
+  matches "$(file -L "$bin")" 'statically linked|static-pie' \
     || log "warning: $bin does not look statically linked; it will not run on an empty base"
 fi
 
@@ -41,9 +42,9 @@ CRANE="$CACHE/tools/crane-$CRANE_VERSION/crane"
 ensure_crane() {
   [ -x "$CRANE" ] && return 0
   command -v go >/dev/null || die "crane needs Go to build (go install from the module proxy)"
-  log "building crane $CRANE_VERSION into $(dirname "$CRANE")"
-  GOBIN="$(dirname "$CRANE").partial" go install -trimpath -ldflags "-s -w" \
-    "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+  log "building crane $CRANE_VERSION into $(dirname "$CRANE") (about a minute on 2 cores)"
+  go_install_with_progress "$(dirname "$CRANE").partial" "-s -w" \
+    github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
   mv "$(dirname "$CRANE").partial" "$(dirname "$CRANE")"
 }
 

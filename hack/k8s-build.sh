@@ -4,6 +4,7 @@
 # keyed by version. Prints the directory holding the binaries. Safe to call repeatedly:
 # a complete cached set is reused without touching Go.
 LOG_TAG=k8s-build
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 sum_key=$(sha256sum "$ROOT/tools/k8s/go.sum" | cut -c1-12)
@@ -38,16 +39,17 @@ kver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/compone
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 )
-log "step 3/4: kwok $KWOK_VERSION"
-GOBIN="$BIN.partial" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-log "step 4/4: helm $HELM_VERSION"
-GOBIN="$BIN.partial" go install -trimpath -ldflags "-s -w \
+log "step 3/4: kwok $KWOK_VERSION (a few minutes on 2 cores)"
+go_install_with_progress "$BIN.partial" "-s -w" sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+log "step 4/4: helm $HELM_VERSION (a few minutes on 2 cores)"
+go_install_with_progress "$BIN.partial" "-s -w \
   -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
-  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 
-"$BIN.partial/kube-apiserver" --version | grep -q "$K8S_VERSION" || die "kube-apiserver reports the wrong version"
+version=$("$BIN.partial/kube-apiserver" --version) || die "the built kube-apiserver does not run"
+matches "$version" "$K8S_VERSION" || die "kube-apiserver reports $version, not $K8S_VERSION"
 rm -rf "$BIN"; mv "$BIN.partial" "$BIN"
-log "done in $(( $(date +%s) - start ))s: $(ls "$BIN" | tr '\n' ' ')"
+log "done in $(( $(date +%s) - start ))s: $(cd "$BIN" && echo *)"
 echo "$BIN"

@@ -5,13 +5,14 @@
 # minute of steady probing. A measurement, not a test.
 #   hack/measure-checks.sh [SECONDS]     default 60
 LOG_TAG=measure
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECONDS_STEADY=${1:-60}
 PORT=18099
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
-cargo build --release -q -p mvdns-operator
+cargo_with_progress "release build" build --release --locked -p mvdns-operator
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 NS=measure-checks
 kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
@@ -50,10 +51,10 @@ for set in $(seq 0 7); do
     "$set" "$NS" "$set" "${values%,}" | kubectl apply -f - >/dev/null
 done
 
-"$ROOT/target/release/mvdns-operator" --lease-namespace "$NS" --admin-listen 127.0.0.1:18181 --log-format json \
+"$TARGET/release/mvdns-operator" --lease-namespace "$NS" --admin-listen 127.0.0.1:18181 --log-format json \
   >"$MVDNS_TESTENV_DIR/measure-checks-operator.log" 2>&1 &
 OP=$!
-pids+=($OP)
+pids+=("$OP")
 log "waiting until all 1000 checks have a first result"
 until [ "$(kubectl -n "$NS" get mvrs -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for s in d["items"] for v in (s.get("status") or {}).get("values", []) if (v.get("check") or {}).get("lastResult") == "Success"))')" -ge 1000 ]; do
   kill -0 "$OP" || die "the operator exited"

@@ -6,14 +6,15 @@
 # (see BENCHMARKS.md).
 #   hack/measure-operator.sh [PODS ...]      default: 1000 5000
 LOG_TAG=measure
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SETS=100
 "$ROOT/hack/testenv.sh" up
 eval "$("$ROOT/hack/testenv.sh" env)"
-cargo build --release -q -p mvdns-operator -p mvdns-server
-OPERATOR="$ROOT/target/release/mvdns-operator"
-DNS="$ROOT/target/release/mvdns-server"
+cargo_with_progress "release build" build --release --locked -p mvdns-operator -p mvdns-server
+OPERATOR="$TARGET/release/mvdns-operator"
+DNS="$TARGET/release/mvdns-server"
 kubectl apply --server-side -f "$ROOT/crds/" >/dev/null
 
 # pods_yaml NS COUNT: COUNT pods spread over the fake nodes, label set=<i mod SETS>.

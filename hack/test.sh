@@ -2,27 +2,26 @@
 # The one test command: builds (or reuses) the Kubernetes binaries, starts a private
 # control plane unless one is already running, runs every test, stops what it started.
 #   hack/test.sh [extra cargo test args]
-LOG_TAG=test
+LOG_TAG="test"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$ROOT/hack/deps.sh"
+failed=0
+"$ROOT/hack/lint-shell.sh" || failed=1
 export MVDNS_TESTENV_DIR="${MVDNS_TESTENV_DIR:-$ROOT/target/testenv}"
-started=""
-if ! "$ROOT/hack/testenv.sh" status | grep -q "kube-apiserver: running"; then
-  "$ROOT/hack/testenv.sh" up
-  started=yes
-fi
-cleanup() { [ -z "$started" ] || "$ROOT/hack/testenv.sh" down; }
+# A control plane that is already running (the demo's, the user's) is used and left up;
+# one this run starts is stopped at exit (tests/tests/testenv.rs checks that rule).
+plane=$("$ROOT/hack/testenv.sh" acquire)
+cleanup() { "$ROOT/hack/testenv.sh" release "$plane"; }
 trap cleanup EXIT
 
 # CoreDNS for the stub-domain test (built once from its Go module, then cached).
 MVDNS_COREDNS="$("$ROOT/hack/coredns-build.sh")"
 export MVDNS_COREDNS
-log "building the workspace and its tests"
-cargo build --workspace --all-targets --locked
-log "running all tests against the control plane in $MVDNS_TESTENV_DIR"
-failed=0
-cargo test --workspace --locked --no-fail-fast "$@" || failed=1
+cargo_with_progress "building the workspace and its tests" build --workspace --all-targets --locked
+log "running all tests against the control plane in $MVDNS_TESTENV_DIR (about 10 minutes)"
+with_progress plain "cargo test" 0 cargo test --workspace --locked --no-fail-fast "$@" || failed=1
 log "checking the Helm chart, its schema and Pod Security on the control plane, and the images"
 # MVDNS_TILT=build: Tilt is built once (about 11 minutes) and cached, so the Tiltfile is
 # evaluated on every run.

@@ -7,11 +7,20 @@
 #   hack/testenv.sh down     stop what `up` started (by PID, never by name)
 #   hack/testenv.sh status   show what runs
 #   hack/testenv.sh env      print `export` lines for KUBECONFIG and friends
+#   hack/testenv.sh acquire  for scripts (hack/test.sh): use the running control plane, or
+#                            start one; prints a token only when it started one
+#   hack/testenv.sh release TOKEN   stop the control plane only if TOKEN started it
+#
+# A script stops only what it started: `acquire` records its token in $D/owner when it
+# starts the plane and prints nothing when the plane was already up (the user's, or the
+# demo's), so `release` of that empty token leaves it running. Which side started the plane
+# is decided from that record, never by reading `status` through a pipe.
 #
 # State lives in $MVDNS_TESTENV_DIR (default target/testenv). Each component has its
 # own identity: static tokens for the control-plane components and the admin; the
 # operator and DNS server run under real ServiceAccount tokens (see the Rust helper).
 LOG_TAG=testenv
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 D="${MVDNS_TESTENV_DIR:-$ROOT/target/testenv}"
@@ -200,13 +209,15 @@ up() {
   BIN=$("$ROOT/hack/k8s-build.sh")
   mkdir -p "$D"
   if alive kube-apiserver; then log "already running ($D)"; return; fi
+  rm -f "$D/owner" # a plane started by `up` is the user's until `acquire` claims it
   make_pki
   make_identities
   make_kwok_config
   echo "$BIN" >"$D/bin-dir"
 
   log "starting etcd on 127.0.0.1:$ETCD_PORT (data on tmpfs)"
-  local etcd_data="/dev/shm/mvdns-etcd-$(echo "$D" | sha256sum | cut -c1-8)"
+  local etcd_data
+  etcd_data="/dev/shm/mvdns-etcd-$(echo "$D" | sha256sum | cut -c1-8)"
   rm -rf "$etcd_data"
   echo "$etcd_data" >"$D/etcd-data-dir"
   start etcd "$BIN/etcd" --name=testenv --data-dir="$etcd_data" \
@@ -244,6 +255,30 @@ up() {
   log "control plane up in $(($(date +%s) - t0))s; $D/admin.kubeconfig is the admin kubeconfig"
 }
 
+# Any live component means a plane is there (the API server may be down for a fault test).
+running() { alive etcd || alive kube-apiserver; }
+
+acquire() {
+  if running; then
+    log "using the control plane already running in $D (it stays up afterwards)"
+    return
+  fi
+  up >&2
+  local token
+  token="$(date +%s)-$$-$RANDOM"
+  echo "$token" >"$D/owner"
+  echo "$token"
+}
+
+release() {
+  local token=${1:-}
+  if [ -n "$token" ] && [ -f "$D/owner" ] && [ "$(cat "$D/owner")" = "$token" ]; then
+    down
+  else
+    log "leaving the control plane in $D running: this run did not start it"
+  fi
+}
+
 down() {
   local name pidfile
   # Processes the demo or tests started beside the control plane (demo-operator, ...).
@@ -264,6 +299,7 @@ down() {
     rm -f "$D/$name.pid"
   done
   [ -f "$D/etcd-data-dir" ] && rm -rf "$(cat "$D/etcd-data-dir")"
+  rm -f "$D/owner"
   log "stopped"
 }
 
@@ -285,8 +321,10 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) env_lines ;;
+  acquire) acquire ;;
+  release) release "${2:-}" ;;
   apiserver-stop) apiserver_stop ;;
   apiserver-start) apiserver_start ;;
   etcd-compact) etcd_compact ;;
-  *) echo "usage: $0 up|down|status|env|apiserver-stop|apiserver-start|etcd-compact" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|acquire|release TOKEN|apiserver-stop|apiserver-start|etcd-compact" >&2; exit 2 ;;
 esac

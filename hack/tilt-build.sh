@@ -13,6 +13,7 @@
 # through the module proxy here) must vouch for the module; for the newest versions on
 # the proxy it does not answer (404), and we do not turn verification off (GONOSUMDB).
 LOG_TAG=tilt-build
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIN="$CACHE/tools/tilt-$TILT_VERSION"

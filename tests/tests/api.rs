@@ -40,10 +40,10 @@ async fn valid_record_set_is_accepted_with_defaults() -> Result<()> {
         "whenAllUnhealthy": "ReturnNone", "topology": "PreferSameZone",
         "podSelector": {"matchLabels": {"app": "web"}},
         "values": [
-            {"value": "203.0.113.10", "setIdentifier": "dc1-a", "zone": "eu-1a",
+            {"value": "127.0.0.10", "setIdentifier": "dc1-a", "zone": "eu-1a",
              "healthCheck": {"type": "HTTP", "port": 80, "path": "/healthz", "searchString": "ok",
                              "intervalSeconds": 10, "failureThreshold": 2}},
-            {"value": "203.0.113.11", "healthCheck": {"type": "TCP", "port": 443}},
+            {"value": "127.0.0.11", "healthCheck": {"type": "TCP", "port": 443}},
         ],
     });
     raw.create(&PostParams::default(), &record_set("web", full)?).await?;
@@ -198,21 +198,21 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
         (
             "TCP check with a path",
             json!({"name": name, "type": "A", "values": [
-            {"value": "192.0.2.1", "healthCheck": {"type": "TCP", "port": 80, "path": "/"}}]}),
+            {"value": "127.0.0.1", "healthCheck": {"type": "TCP", "port": 80, "path": "/"}}]}),
             "spec.values[0].healthCheck",
             "only to HTTP and HTTPS",
         ),
         (
             "check interval too short",
             json!({"name": name, "type": "A", "values": [
-            {"value": "192.0.2.1", "healthCheck": {"type": "HTTP", "port": 80, "intervalSeconds": 4}}]}),
+            {"value": "127.0.0.1", "healthCheck": {"type": "HTTP", "port": 80, "intervalSeconds": 4}}]}),
             "spec.values[0].healthCheck.intervalSeconds",
             "greater than or equal to 5",
         ),
         (
             "health check port 0",
             json!({"name": name, "type": "A", "values": [
-            {"value": "192.0.2.1", "healthCheck": {"type": "TCP", "port": 0}}]}),
+            {"value": "127.0.0.1", "healthCheck": {"type": "TCP", "port": 0}}]}),
             "spec.values[0].healthCheck.port",
             "greater than or equal to 1",
         ),

@@ -1,10 +1,12 @@
 //! The test control plane itself: RBAC is enforced, and KWOK gives pods readiness and
 //! IPs that a test can flip.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use mvdns_tests::{PodSpec, TestEnv, TestNamespace, create_ready_pods, is_pod_ready, pod_ip, set_pod_ready};
+use mvdns_tests::{
+    PodSpec, TestEnv, TestNamespace, create_ready_pods, is_pod_ready, pod_ip, set_pod_ready, workspace_root,
+};
 
 #[tokio::test]
 async fn kwok_pods_become_ready_and_can_be_flipped() -> Result<()> {
@@ -60,4 +62,48 @@ async fn rbac_is_enforced() -> Result<()> {
     let (allowed, answer, _) = env.kubectl_status(&["auth", "can-i", "list", "pods", "-A"]).await?;
     assert!(allowed && answer.trim() == "yes", "the admin may: {answer}");
     Ok(())
+}
+
+/// `hack/test.sh` takes the control plane with `testenv.sh acquire` and gives it back with
+/// `testenv.sh release TOKEN` at exit. A plane it did not start (this one is up before the
+/// tests run) must get no token, and no release may stop it: the user's or the demo's
+/// control plane stays up.
+#[tokio::test]
+async fn test_sh_never_stops_a_control_plane_it_did_not_start() -> Result<()> {
+    let env = TestEnv::get()?;
+    let token = testenv_sh(&env, &["acquire"]).await?;
+    assert_eq!(token, "", "a running plane must not be claimed: acquire printed {token:?}");
+    for token in ["", "a-token-of-another-run"] {
+        testenv_sh(&env, &["release", token]).await?;
+        env.kubectl(&["get", "--raw=/readyz"])
+            .await
+            .with_context(|| format!("`release {token:?}` stopped a control plane it did not start"))?;
+    }
+
+    // And the test command uses exactly that pair: it never calls `down` itself.
+    let script = std::fs::read_to_string(workspace_root().join("hack/test.sh"))?;
+    let calls: Vec<&str> = script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && line.contains("testenv.sh"))
+        .collect();
+    assert!(
+        calls.iter().any(|line| line.contains("testenv.sh\" acquire"))
+            && calls.iter().any(|line| line.contains("testenv.sh\" release \"$plane\""))
+            && !calls.iter().any(|line| line.contains(" down") || line.contains(" up")),
+        "hack/test.sh must start and stop its control plane only with acquire/release: {calls:#?}"
+    );
+    Ok(())
+}
+
+/// Runs `hack/testenv.sh ARGS` on this control plane; its stdout, trimmed.
+async fn testenv_sh(env: &TestEnv, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(workspace_root().join("hack/testenv.sh"))
+        .args(args)
+        .env("MVDNS_TESTENV_DIR", &env.dir)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("hack/testenv.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
