@@ -20,15 +20,14 @@ command -v go >/dev/null || die "Go is required to build CoreDNS (the machine's 
 start=$(date +%s)
 log "first build of CoreDNS $COREDNS_VERSION into $BIN (a few minutes on 2 cores; later runs reuse it)"
 log "downloading github.com/coredns/coredns@$COREDNS_VERSION and its dependencies"
-dir=$(go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error","no Dir")))') \
+dir=$(go_module_dir "github.com/coredns/coredns@$COREDNS_VERSION") \
   || die "cannot download github.com/coredns/coredns@$COREDNS_VERSION from $(go env GOPROXY)"
 rm -rf "$BIN.partial"; mkdir -p "$BIN.partial"
 (
   cd "$dir"
   # The module cache is read-only and its go.sum is complete: nothing may be rewritten.
   export GOFLAGS="$GOFLAGS -mod=readonly"
-  go mod download
+  with_progress plain "go mod download (every module of the build, a minute or two on a cold cache)" 0 go mod download
   go_build_with_progress "$BIN.partial" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" .
 ) || die "CoreDNS build failed"
 version=$("$BIN.partial/coredns" -version) || die "the built coredns does not run"

@@ -98,13 +98,20 @@ go_build_with_progress() {
   with_progress go "go build" "$total" go build -v -trimpath -ldflags "$ldflags" -o "$out/" "$@"
 }
 
+# go_module_dir MODULE@VERSION: downloads the module from the proxy, with a heartbeat (a big
+# module takes a while), and prints its directory in the module cache.
+go_module_dir() {
+  with_progress plain "downloading $1" 0 go mod download "$1" || return 1
+  go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error","no Dir")))'
+}
+
 # go_install_with_progress GOBIN LDFLAGS MODULE_PATH/PKG VERSION: `go install PKG@VERSION`,
 # with a count of packages against the graph listed in the downloaded module.
 go_install_with_progress() {
   local gobin=$1 ldflags=$2 pkg=$3 version=$4 module total=0 dir
   module=${pkg%%/cmd/*}
   log "downloading $module@$version and its dependencies"
-  if dir=$(go mod download -json "$module@$version" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Dir", ""))') && [ -n "$dir" ]; then
+  if dir=$(go_module_dir "$module@$version"); then
     total=$(cd "$dir" && GOFLAGS="$GOFLAGS -mod=readonly" go list -deps "./${pkg#"$module"/}" | wc -l) || total=0
   fi
   log "compiling $pkg@$version (about $total packages)"

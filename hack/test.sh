@@ -9,9 +9,14 @@ LOG_TAG="test"
 "$ROOT/hack/deps.sh"
 failed=0
 "$ROOT/hack/lint-shell.sh" || failed=1
-export MVDNS_TESTENV_DIR="${MVDNS_TESTENV_DIR:-$ROOT/target/testenv}"
-# A control plane that is already running (the demo's, the user's) is used and left up;
-# one this run starts is stopped at exit (tests/tests/testenv.rs checks that rule).
+# The tests' own control plane, in a directory and on ports of its own: the demo's plane
+# (target/testenv, ports 12379 and 16443) has the demo's operator in it, which would
+# reconcile the tests' record sets too. MVDNS_TESTENV_DIR names another plane to use instead.
+if [ -z "${MVDNS_TESTENV_DIR:-}" ]; then
+  export MVDNS_TESTENV_DIR="$ROOT/target/testenv-test" MVDNS_ETCD_PORT=13379 MVDNS_API_PORT=17443
+fi
+# A control plane that is already running there is used and left up; one this run starts
+# is stopped at exit (tests/tests/testenv.rs checks that rule).
 plane=$("$ROOT/hack/testenv.sh" acquire)
 cleanup() { "$ROOT/hack/testenv.sh" release "$plane"; }
 trap cleanup EXIT

@@ -25,8 +25,7 @@ command -v gcc >/dev/null || die "Tilt needs cgo (go-tree-sitter): install gcc (
 start=$(date +%s)
 log "first build of Tilt $TILT_VERSION into $BIN (about 11 minutes on 2 cores; later runs reuse it)"
 log "downloading github.com/tilt-dev/tilt@$TILT_VERSION and its dependencies"
-dir=$(GOFLAGS=-mod=mod go mod download -json "github.com/tilt-dev/tilt@$TILT_VERSION" \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error","no Dir")))') \
+dir=$(GOFLAGS=-mod=mod go_module_dir "github.com/tilt-dev/tilt@$TILT_VERSION") \
   || die "cannot download github.com/tilt-dev/tilt@$TILT_VERSION from $(go env GOPROXY)"
 rm -rf "$BIN.partial"; mkdir -p "$BIN.partial"
 (
@@ -34,7 +33,7 @@ rm -rf "$BIN.partial"; mkdir -p "$BIN.partial"
   export GOFLAGS="$GOFLAGS -mod=mod"
   # Tilt parses Dockerfiles/Starlark with go-tree-sitter, which is cgo: needs a C compiler.
   export CGO_ENABLED=1
-  go mod download
+  with_progress plain "go mod download (every module of the build, a minute or two on a cold cache)" 0 go mod download
   go_build_with_progress "$BIN.partial" "-s -w -X main.version=${TILT_VERSION#v}" ./cmd/tilt
 ) || die "Tilt build failed"
 "$BIN.partial/tilt" version >/dev/null || die "the built tilt does not run"
