@@ -55,8 +55,9 @@ rm -f "$ENDPOINT_DOWN"
 start_bg endpoint python3 "$ROOT/hack/demo-endpoint.py" "$ENDPOINT_IP" "$ENDPOINT_PORT" "$ENDPOINT_DOWN"
 
 log "starting the operator (ServiceAccount mvdns-operator) and the DNS server (mvdns-dns) on 127.0.0.1:$DNS_PORT"
+# Health checks may reach exactly the demo's endpoint: loopback is refused by default.
 KUBECONFIG=$(sa_kubeconfig mvdns-operator) start_bg operator "$BIN_DIR/mvdns-operator" \
-  --lease-namespace "$SYSTEM" --admin-listen 127.0.0.1:18080
+  --lease-namespace "$SYSTEM" --admin-listen 127.0.0.1:18080 --probe-allow-cidr "$ENDPOINT_IP/32"
 KUBECONFIG=$(sa_kubeconfig mvdns-dns) start_bg dns "$BIN_DIR/mvdns-server" \
   --zone example.internal. --listen "127.0.0.1:$DNS_PORT" --admin-listen 127.0.0.1:19153
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The operator running 1,000 active health checks: 8 record sets of 125 static values,
-# each with an HTTP check every 10 s against local HTTP servers on 127.0.0.1-125 (the
+# each with an HTTP check every 10 s against local HTTP servers on 127.0.1.1-125 (the
 # same 125 endpoints serve all 8 sets). Reports the operator's RSS and CPU use over a
 # minute of steady probing. A measurement, not a test.
 #   hack/measure-checks.sh [SECONDS]     default 60
@@ -35,7 +35,7 @@ async def handle(reader, writer):
         pass
     writer.close()
 async def main():
-    servers = [await asyncio.start_server(handle, f"127.0.0.{i}", port) for i in range(1, 126)]
+    servers = [await asyncio.start_server(handle, f"127.0.1.{i}", port) for i in range(1, 126)]
     await asyncio.gather(*(s.serve_forever() for s in servers))
 asyncio.run(main())
 PY
@@ -45,13 +45,14 @@ sleep 1
 for set in $(seq 0 7); do
   values=""
   for i in $(seq 1 125); do
-    values+="{value: 127.0.0.$i, healthCheck: {type: HTTP, port: $PORT, path: /healthz, intervalSeconds: 10}},"
+    values+="{value: 127.0.1.$i, healthCheck: {type: HTTP, port: $PORT, path: /healthz, intervalSeconds: 10}},"
   done
   printf 'apiVersion: mvdns.io/v1alpha1\nkind: MultiValueRecordSet\nmetadata: {name: c%d, namespace: %s}\nspec: {name: c%d.checks.example.internal., type: A, values: [%s]}\n' \
     "$set" "$NS" "$set" "${values%,}" | kubectl apply -f - >/dev/null
 done
 
 "$TARGET/release/mvdns-operator" --lease-namespace "$NS" --admin-listen 127.0.0.1:18181 --log-format json \
+  --probe-allow-cidr 127.0.1.0/25 \
   >"$MVDNS_TESTENV_DIR/measure-checks-operator.log" 2>&1 &
 OP=$!
 pids+=("$OP")

@@ -7,6 +7,10 @@
 //! endpoint holds one permit, never the others), per-probe timeouts, and a reconcile
 //! trigger only when a result differs from the previous one, so that status is written
 //! on changes, not on every probe.
+//!
+//! Every probe passes the [`ProbePolicy`] first. A value whose address the policy refuses
+//! is never probed (no task starts for it) and is not served; a host name is judged by the
+//! addresses it resolves to, at every probe.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,7 @@ use tokio::task::AbortHandle;
 use crate::controller::Guarded;
 use crate::metrics::Metrics;
 use crate::probe::{ProbeOutcome, probe};
+use crate::probe_policy::ProbePolicy;
 
 /// The health of one checked value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +35,9 @@ pub struct CheckState {
     pub consecutive: u32,
     pub last_change: Option<Time>,
     pub last_error: Option<String>,
+    /// The probe-target policy refused the value's address (the rule): it is not probed
+    /// and not served.
+    pub refused: Option<String>,
 }
 
 impl Default for CheckState {
@@ -41,6 +49,7 @@ impl Default for CheckState {
             consecutive: 0,
             last_change: None,
             last_error: None,
+            refused: None,
         }
     }
 }
@@ -73,6 +82,22 @@ impl CheckState {
         changed_result || new_reason || flipped
     }
 
+    /// Records a probe the policy refused: unhealthy at once, whatever the threshold (no
+    /// result was seen, so there is nothing to wait for). Returns whether it is news.
+    pub fn record_refusal(&mut self, rule: String) -> bool {
+        let news = self.refused.as_ref() != Some(&rule);
+        self.healthy = false;
+        self.refused = Some(rule);
+        news
+    }
+
+    /// A state refused from the start: the policy refuses the value's address itself.
+    pub fn refused(rule: String) -> Self {
+        let mut state = Self::default();
+        state.record_refusal(rule);
+        state
+    }
+
     /// The state a written status recorded. A leader that takes over (or regains the
     /// lease after an API server outage) resumes from it, so a value found failing
     /// stays out of the answers instead of counting as new and healthy until its first
@@ -84,6 +109,7 @@ impl CheckState {
             consecutive: recorded.consecutive,
             last_change: recorded.last_change.clone(),
             last_error: recorded.last_error.clone(),
+            refused: None,
         }
     }
 
@@ -135,7 +161,16 @@ pub struct WantedCheck {
 struct Entry {
     wanted: WantedCheck,
     state: CheckState,
-    task: AbortHandle,
+    /// None when the policy refused the value's address: nothing runs for it.
+    task: Option<AbortHandle>,
+}
+
+impl Entry {
+    fn stop(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 /// Runs the health checks of the leader. Dropping it stops every probe.
@@ -144,6 +179,7 @@ pub struct HealthChecker {
     permits: Arc<Semaphore>,
     trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
     metrics: Arc<Metrics>,
+    policy: Arc<ProbePolicy>,
 }
 
 impl std::fmt::Debug for HealthChecker {
@@ -155,20 +191,26 @@ impl std::fmt::Debug for HealthChecker {
 impl Drop for HealthChecker {
     fn drop(&mut self) {
         if let Ok(entries) = self.entries.lock() {
-            entries.values().for_each(|e| e.task.abort());
+            entries.values().for_each(Entry::stop);
         }
     }
 }
 
 impl HealthChecker {
     /// `concurrency` bounds the probes in flight; `trigger` receives the record sets
-    /// whose check results changed.
-    pub fn new(concurrency: usize, trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>, metrics: Arc<Metrics>) -> Self {
+    /// whose check results changed; `policy` says which addresses may be probed.
+    pub fn new(
+        concurrency: usize,
+        trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+        metrics: Arc<Metrics>,
+        policy: ProbePolicy,
+    ) -> Self {
         Self {
             entries: Arc::default(),
             permits: Arc::new(Semaphore::new(concurrency)),
             trigger,
             metrics,
+            policy: Arc::new(policy),
         }
     }
 
@@ -189,7 +231,7 @@ impl HealthChecker {
         entries.retain(|key, entry| {
             let keep = !belongs(key) || wanted.contains(&entry.wanted);
             if !keep {
-                entry.task.abort();
+                entry.stop();
             }
             keep
         });
@@ -200,10 +242,24 @@ impl HealthChecker {
                 record_set: record_set.into(),
                 source: want.source.clone(),
             };
-            let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
-                task: self.spawn_probe_loop(key, want.clone()),
-                wanted: want.clone(),
-                state: recorded.remove(&want.source).unwrap_or_default(),
+            let entry = entries.entry(key.clone()).or_insert_with(|| {
+                // An address is judged once, here; a host name at every probe.
+                let refusal = want.value.parse().ok().and_then(|ip| self.policy.check(ip).err());
+                match refusal {
+                    Some(refusal) => {
+                        self.metrics.observe_refusal();
+                        Entry {
+                            task: None,
+                            wanted: want.clone(),
+                            state: CheckState::refused(refusal.0),
+                        }
+                    }
+                    None => Entry {
+                        task: Some(self.spawn_probe_loop(key, want.clone())),
+                        wanted: want.clone(),
+                        state: recorded.remove(&want.source).unwrap_or_default(),
+                    },
+                }
             });
             states.insert(want.source, entry.state.clone());
         }
@@ -216,7 +272,7 @@ impl HealthChecker {
             entries.retain(|key, entry| {
                 let keep = exists(&key.namespace, &key.record_set);
                 if !keep {
-                    entry.task.abort();
+                    entry.stop();
                 }
                 keep
             });
@@ -228,11 +284,12 @@ impl HealthChecker {
     }
 
     fn spawn_probe_loop(&self, key: CheckKey, want: WantedCheck) -> AbortHandle {
-        let (entries, permits, trigger, metrics) = (
+        let (entries, permits, trigger, metrics, policy) = (
             self.entries.clone(),
             self.permits.clone(),
             self.trigger.clone(),
             self.metrics.clone(),
+            self.policy.clone(),
         );
         let interval = Duration::from_secs(u64::from(want.check.interval_seconds));
         let target = ObjectRef::<Guarded>::new(&key.record_set).within(&key.namespace);
@@ -241,7 +298,7 @@ impl HealthChecker {
             tokio::time::sleep(interval.mul_f64(rand::random::<f64>())).await;
             loop {
                 let outcome = match permits.acquire().await {
-                    Ok(_permit) => probe(&want.value, &want.check).await,
+                    Ok(_permit) => probe(&want.value, &want.check, &policy).await,
                     Err(_) => return, // the checker is gone
                 };
                 metrics.observe_probe(&outcome);
@@ -268,6 +325,10 @@ fn record_outcome(
     let Some(entry) = entries.get_mut(key).filter(|e| &e.wanted == want) else {
         return false;
     };
+    if let Some(refusal) = &outcome.refused {
+        return entry.state.record_refusal(refusal.0.clone());
+    }
+    entry.state.refused = None;
     let now = crate::status::now_in_seconds();
     entry.state.record(
         outcome.healthy,

@@ -120,6 +120,7 @@ pub async fn run(
         config.probe_concurrency,
         check_results,
         metrics.clone(),
+        config.probe_policy.clone(),
     ));
     let changed_checks = futures::stream::unfold(changed_checks, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
 

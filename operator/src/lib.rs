@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pods;
 pub mod probe;
+pub mod probe_policy;
 pub mod runner;
 pub mod status;
 pub mod values;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::probe_policy::ProbePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,6 +61,9 @@ pub struct OperatorConfig {
     /// The zones the DNS servers serve and who may publish in them; record sets the
     /// rules refuse get `Ready=False, reason NotServed`. Default: no rules.
     pub publish: PublishRules,
+    /// Which addresses health checks may connect to (`probe_policy`). Default: anything
+    /// but the special classes (loopback, link-local, ...).
+    pub probe_policy: ProbePolicy,
 }
 
 /// State shared with the admin server.

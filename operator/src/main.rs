@@ -1,7 +1,7 @@
 //! The mvdns-operator binary: flags (each also an environment variable), logging,
 //! signals; everything else is in the library.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use mvdns_api::zones::PublishRules;
 use mvdns_operator::leader::LeaseConfig;
+use mvdns_operator::probe_policy::ProbePolicy;
 use mvdns_operator::{Health, OperatorConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,20 @@ struct Args {
     /// (repeat the flag, or separate entries with `;` in the env var).
     #[arg(long = "restrict-zone", env = "MVDNS_RESTRICTED_ZONES", value_delimiter = ';')]
     restricted_zones: Vec<String>,
+    /// Address blocks health checks may connect to (CIDR, comma-separated). Empty: any
+    /// address but the special classes (loopback, link-local with cloud metadata,
+    /// unspecified, multicast, broadcast), which a block inside that class must name
+    /// (e.g. 127.0.0.2/32). Given: only these blocks.
+    #[arg(long = "probe-allow-cidr", env = "MVDNS_PROBE_ALLOW_CIDRS", value_delimiter = ',')]
+    probe_allow_cidrs: Vec<String>,
+    /// Address blocks health checks may never connect to (CIDR, comma-separated); they win
+    /// over --probe-allow-cidr.
+    #[arg(long = "probe-deny-cidr", env = "MVDNS_PROBE_DENY_CIDRS", value_delimiter = ',')]
+    probe_deny_cidrs: Vec<String>,
+    /// This replica's own addresses (the chart passes the pod's IPs): never probed, so no
+    /// record set can reach the operator's admin port.
+    #[arg(long = "own-address", env = "POD_IPS", value_delimiter = ',')]
+    own_addresses: Vec<IpAddr>,
     /// Health-check probes in flight at most; a slow endpoint holds one slot until its timeout.
     #[arg(long, env = "MVDNS_PROBE_CONCURRENCY", default_value_t = 256)]
     probe_concurrency: usize,
@@ -70,6 +85,14 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
 
+    let kube_config = kube::Config::infer().await.context("no Kubernetes client configuration")?;
+    let probe_policy = protected_addresses(&kube_config, &args.own_addresses)
+        .await
+        .into_iter()
+        .fold(
+            ProbePolicy::parse(&args.probe_allow_cidrs, &args.probe_deny_cidrs).map_err(|e| anyhow::anyhow!(e))?,
+            |policy, (address, what)| policy.protect(address, what),
+        );
     let identity = args
         .identity
         .unwrap_or_else(|| format!("mvdns-operator-{:08x}", rand::random::<u32>()));
@@ -85,10 +108,9 @@ async fn main() -> anyhow::Result<()> {
         probe_concurrency: args.probe_concurrency,
         publish: PublishRules::parse(&args.zones, &args.restricted_zones)
             .map_err(|e| anyhow::anyhow!("--zone/--restrict-zone: {e}"))?,
+        probe_policy,
     };
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes client configuration")?;
+    let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
 
@@ -107,6 +129,27 @@ async fn main() -> anyhow::Result<()> {
     mvdns_operator::run(client, config, health, shutdown).await;
     admin.await??;
     Ok(())
+}
+
+/// The addresses no health check may reach whatever the allow list says: the API server's
+/// (as this process reaches it: the `kubernetes` Service's ClusterIP in a cluster) and this
+/// replica's own. A host name in the API server URL is resolved once, at start.
+async fn protected_addresses(config: &kube::Config, own: &[IpAddr]) -> Vec<(IpAddr, String)> {
+    let mut protected: Vec<(IpAddr, String)> = own
+        .iter()
+        .map(|ip| (*ip, "this operator's own address".to_owned()))
+        .collect();
+    let host = config.cluster_url.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let port = config.cluster_url.port_u16().unwrap_or(443);
+    let api_server: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|addresses| addresses.map(|a| a.ip()).collect())
+            .unwrap_or_default(),
+    };
+    protected.extend(api_server.into_iter().map(|ip| (ip, "the API server's address".to_owned())));
+    protected
 }
 
 async fn wait_for_signal() {

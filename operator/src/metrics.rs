@@ -60,7 +60,7 @@ impl Default for Metrics {
         );
         registry.register(
             "probe_results",
-            "Health-check probe results, by outcome",
+            "Health-check probe results, by outcome (healthy, unhealthy; refused: the probe-target policy refused it, nothing was sent)",
             metrics.probe_results.clone(),
         );
         registry.register(
@@ -106,10 +106,22 @@ impl Metrics {
     }
 
     pub fn observe_probe(&self, outcome: &crate::probe::ProbeOutcome) {
+        if outcome.refused.is_some() {
+            return self.observe_refusal();
+        }
         self.probe_duration.observe(outcome.latency.as_secs_f64());
         let label = if outcome.healthy { "healthy" } else { "unhealthy" };
         self.probe_results
             .get_or_create(&ProbeLabels { outcome: label.into() })
+            .inc();
+    }
+
+    /// A check the probe-target policy refused: nothing was sent (outcome "refused").
+    pub fn observe_refusal(&self) {
+        self.probe_results
+            .get_or_create(&ProbeLabels {
+                outcome: "refused".into(),
+            })
             .inc();
     }
 

@@ -6,7 +6,15 @@
 //! success, as in Route 53), so a redirect loop cannot trap the checker. The HTTP
 //! exchange is a minimal HTTP/1.1 request written by hand: we need a status line and a
 //! bounded prefix of the body, nothing more, and owning the reads keeps them bounded.
+//!
+//! Before any packet goes to an endpoint, its address passes the [`ProbePolicy`]; a host
+//! name is resolved once and the connection goes to the address that was judged, so a
+//! name that resolves elsewhere a moment later cannot slip past the policy. A failure is
+//! reported as its class (refused, timed out, TLS, status code, string not found), never
+//! with bytes of the response or a remote error text: the result is visible to whoever
+//! wrote the record set, and must not tell them what an internal server said.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +23,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::probe_policy::{ProbePolicy, Refusal};
 
 /// Bytes of body searched for `searchString` (Route 53's figure).
 pub const SEARCH_WINDOW: usize = 5120;
@@ -26,51 +36,83 @@ pub struct ProbeOutcome {
     pub healthy: bool,
     /// Why the probe failed (or, inverted, why it succeeded).
     pub error: Option<String>,
+    /// The policy refused every address of the target: nothing was sent to it.
+    pub refused: Option<Refusal>,
     pub latency: Duration,
 }
 
-/// Probes `target` (an address or host name) as `check` says.
-pub async fn probe(target: &str, check: &HealthCheck) -> ProbeOutcome {
+/// Why a probe did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The policy refused the target's addresses; no packet was sent to it.
+    Refused(Refusal),
+    /// The probe ran and failed; the text is the failure's class.
+    Failed(String),
+}
+
+fn failed(class: impl Into<String>) -> Failure {
+    Failure::Failed(class.into())
+}
+
+/// Probes `target` (an address or host name) as `check` says, if `policy` allows it.
+pub async fn probe(target: &str, check: &HealthCheck, policy: &ProbePolicy) -> ProbeOutcome {
     let started = Instant::now();
-    let result = run_probe(target, check).await;
+    let result = run_probe(target, check, policy).await;
     let latency = started.elapsed();
-    match (result, check.invert) {
-        (Ok(()), false) => ProbeOutcome {
-            healthy: true,
-            error: None,
-            latency,
-        },
-        (Err(error), false) => ProbeOutcome {
-            healthy: false,
-            error: Some(error),
-            latency,
-        },
-        (Ok(()), true) => ProbeOutcome {
-            healthy: false,
-            error: Some("the probe succeeded (inverted check)".into()),
-            latency,
-        },
-        (Err(_), true) => ProbeOutcome {
-            healthy: true,
-            error: None,
-            latency,
-        },
+    let (healthy, error, refused) = match (result, check.invert) {
+        (Ok(()), false) => (true, None, None),
+        (Err(Failure::Failed(error)), false) => (false, Some(error), None),
+        (Ok(()), true) => (false, Some("the probe succeeded (inverted check)".into()), None),
+        (Err(Failure::Failed(_)), true) => (true, None, None),
+        // Never healthy, inverted or not: a check that was not run proves nothing.
+        (Err(Failure::Refused(refusal)), _) => (false, Some(format!("ProbeRefused: {refusal}")), Some(refusal)),
+    };
+    ProbeOutcome {
+        healthy,
+        error,
+        refused,
+        latency,
     }
 }
 
-async fn run_probe(target: &str, check: &HealthCheck) -> Result<(), String> {
+/// The address a probe of `target` connects to: the target itself if it is an address,
+/// else the first address its name resolves to that the policy allows.
+async fn probe_address(target: &str, port: u16, policy: &ProbePolicy) -> Result<SocketAddr, Failure> {
+    let candidates: Vec<SocketAddr> = match target.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((target.trim_end_matches('.'), port))
+            .await
+            .map_err(|_| failed("the name does not resolve"))?
+            .collect(),
+    };
+    first_allowed(&candidates, policy)
+}
+
+/// The first candidate the policy allows; else the refusal of the first one.
+fn first_allowed(candidates: &[SocketAddr], policy: &ProbePolicy) -> Result<SocketAddr, Failure> {
+    let mut first_refusal = None;
+    for candidate in candidates {
+        match policy.check(candidate.ip()) {
+            Ok(()) => return Ok(*candidate),
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    Err(first_refusal.map_or_else(|| failed("the name resolves to no address"), Failure::Refused))
+}
+
+async fn run_probe(target: &str, check: &HealthCheck, policy: &ProbePolicy) -> Result<(), Failure> {
     let connect_timeout = Duration::from_secs(u64::from(check.connect_timeout_seconds));
     let response_timeout = Duration::from_secs(u64::from(check.response_timeout_seconds));
-    // An IPv6 literal needs brackets in a socket address.
-    let address = if target.contains(':') {
-        format!("[{target}]:{}", check.port)
-    } else {
-        format!("{target}:{}", check.port)
-    };
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&address))
+    let address = tokio::time::timeout(connect_timeout, probe_address(target, check.port, policy))
         .await
-        .map_err(|_| format!("no connection to {address} within {connect_timeout:?}"))?
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        .map_err(|_| failed(format!("the name did not resolve within {connect_timeout:?}")))??;
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| failed(format!("no connection within {connect_timeout:?}")))?
+        // The error's kind ("connection refused"), not its text.
+        .map_err(|e| failed(format!("cannot connect: {}", e.kind())))?;
     let host = check
         .host
         .clone()
@@ -80,19 +122,20 @@ async fn run_probe(target: &str, check: &HealthCheck) -> Result<(), String> {
             HealthCheckType::TCP => Ok(()),
             HealthCheckType::HTTP => http_check(stream, &host, check).await,
             HealthCheckType::HTTPS => {
-                let name =
-                    ServerName::try_from(host.clone()).map_err(|e| format!("bad TLS server name {host:?}: {e}"))?;
+                let name = ServerName::try_from(host.clone()).map_err(|_| format!("bad TLS server name {host:?}"))?;
+                // Not the TLS error's text: it can carry the names in the server's certificate.
                 let tls = tls_connector(check.verify_certificate)
                     .connect(name, stream)
                     .await
-                    .map_err(|e| format!("TLS handshake with {address} failed: {e}"))?;
+                    .map_err(|_| "TLS handshake failed".to_owned())?;
                 http_check(tls, &host, check).await
             }
         }
     };
     tokio::time::timeout(response_timeout, exchange)
         .await
-        .map_err(|_| format!("no complete response from {address} within {response_timeout:?}"))?
+        .map_err(|_| failed(format!("no complete response within {response_timeout:?}")))?
+        .map_err(Failure::Failed)
 }
 
 async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
@@ -107,7 +150,7 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(|_| "cannot send the request".to_owned())?;
     let want_body = check.search_string.is_some();
     let response = read_bounded(&mut stream, want_body).await?;
     evaluate_response(&response, check.search_string.as_deref())
@@ -133,14 +176,15 @@ async fn read_bounded<S: AsyncRead + Unpin>(stream: &mut S, want_body: bool) -> 
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             // A server that closes without TLS close_notify still sent its response.
             Err(_) if find(&buffer, b"\r\n\r\n").is_some() => break,
-            Err(e) => return Err(format!("cannot read the response: {e}")),
+            Err(_) => return Err("cannot read the response".into()),
         }
     }
     Ok(buffer)
 }
 
 /// Healthy on a 2xx or 3xx status line, and, with a search string, when the string
-/// is in the first 5,120 bytes of the body. Pure, for tests.
+/// is in the first 5,120 bytes of the body. Pure, for tests. The error names the class
+/// of failure and the status code, never other bytes of the response.
 pub fn evaluate_response(response: &[u8], search_string: Option<&str>) -> Result<(), String> {
     let status_line = response.split(|b| *b == b'\n').next().unwrap_or_default();
     let status_line = String::from_utf8_lossy(status_line);
@@ -149,7 +193,7 @@ pub fn evaluate_response(response: &[u8], search_string: Option<&str>) -> Result
         .nth(1)
         .filter(|_| status_line.starts_with("HTTP/"))
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {:?}", status_line.trim()))?;
+        .ok_or_else(|| "not an HTTP response".to_owned())?;
     if !(200..400).contains(&code) {
         return Err(format!("HTTP status {code}"));
     }
@@ -258,7 +302,11 @@ mod tests {
             evaluate_response(b"HTTP/1.1 503 Unavailable\r\n\r\n", None),
             Err("HTTP status 503".into())
         );
-        assert!(evaluate_response(b"SSH-2.0-OpenSSH\r\n", None).is_err());
+        assert_eq!(
+            evaluate_response(b"SSH-2.0-OpenSSH secret banner\r\n", None),
+            Err("not an HTTP response".into()),
+            "no byte of what the server said"
+        );
         let mut late = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
         late.extend(std::iter::repeat_n(b'x', SEARCH_WINDOW));
         late.extend(b"ok");
@@ -266,5 +314,40 @@ mod tests {
             evaluate_response(&late, Some("ok")).is_err(),
             "only the first 5120 bytes count"
         );
+    }
+
+    fn socket(text: &str) -> SocketAddr {
+        text.parse().expect("a socket address")
+    }
+
+    #[test]
+    fn a_name_connects_to_its_first_allowed_address() {
+        let policy = ProbePolicy::parse(&["127.0.0.2/32".into(), "10.0.0.0/8".into()], &[]).expect("valid");
+        let resolved = [socket("169.254.169.254:80"), socket("10.1.0.1:80"), socket("127.0.0.2:80")];
+        assert_eq!(first_allowed(&resolved, &policy), Ok(socket("10.1.0.1:80")));
+        let refused = first_allowed(&resolved[..1], &policy);
+        assert!(
+            matches!(&refused, Err(Failure::Refused(r)) if r.0.contains("link-local")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            first_allowed(&[], &policy),
+            Err(failed("the name resolves to no address"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_check_sends_nothing_and_is_never_healthy() -> Result<(), Box<dyn std::error::Error>> {
+        // A listener on a loopback address the policy does not name: no connection may arrive.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let check: HealthCheck = serde_json::from_value(serde_json::json!({"type": "TCP", "port": port, "invert": true}))?;
+        let outcome = probe("127.0.0.1", &check, &ProbePolicy::default()).await;
+        assert!(!outcome.healthy, "an inverted check that was refused is not healthy");
+        let refusal = outcome.refused.map(|r| r.0).unwrap_or_default();
+        assert!(refusal.contains("loopback"), "{refusal}");
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the refused probe connected");
+        Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const CONFLICT: &str = "Conflict";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Some value's health check targets an address the probe-target policy refuses.
+pub const PROBE_REFUSED: &str = "ProbeRefused";
 /// Ready's reason when the zone rules refuse the name.
 pub const NOT_SERVED: &str = "NotServed";
 
@@ -59,6 +61,7 @@ pub fn desired_status(
         degraded_condition(healthy, total),
         conflict_condition(input.conflict.as_ref()),
         invalid_spec_condition(&input.computed.problems),
+        probe_refused_condition(&input.computed.refused),
     ];
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let conditions = fresh
@@ -163,6 +166,19 @@ fn invalid_spec_condition(problems: &[String]) -> ConditionParts {
     }
 }
 
+fn probe_refused_condition(refused: &[String]) -> ConditionParts {
+    if refused.is_empty() {
+        (PROBE_REFUSED, false, "ProbesAllowed", "every health check may run".into())
+    } else {
+        (
+            PROBE_REFUSED,
+            true,
+            PROBE_REFUSED,
+            format!("not probed and not served: {}", refused.join("; ")),
+        )
+    }
+}
+
 /// An Event worth emitting for a status change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -221,6 +237,13 @@ pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueReco
         events.push(Transition {
             warning: true,
             reason: "InvalidSpec",
+            note: c.message,
+        });
+    }
+    if let Some(c) = flipped_to_true(PROBE_REFUSED) {
+        events.push(Transition {
+            warning: true,
+            reason: PROBE_REFUSED,
             note: c.message,
         });
     }
@@ -287,7 +310,7 @@ mod tests {
             generation: Some(2),
             computed: ComputedValues {
                 values: values.collect(),
-                problems: Vec::new(),
+                ..ComputedValues::default()
             },
             conflict: None,
             refusal: None,
@@ -344,6 +367,22 @@ mod tests {
         let status = desired_status(None, conflicted, &at(10));
         assert_eq!(condition(&status, READY).status, "False");
         assert!(condition(&status, CONFLICT).message.contains("namespace old"));
+    }
+
+    #[test]
+    fn a_refused_probe_sets_its_condition_and_warns_once() {
+        let mut refused = input(2, 0);
+        refused.computed.refused = vec!["spec.values[0] (127.0.0.1): 127.0.0.1 is loopback".into()];
+        let status = desired_status(None, refused.clone(), &at(10));
+        let probe_refused = condition(&status, PROBE_REFUSED);
+        assert_eq!((probe_refused.status.as_str(), probe_refused.reason.as_str()), ("True", PROBE_REFUSED));
+        assert!(probe_refused.message.contains("127.0.0.1 is loopback"), "{}", probe_refused.message);
+        let events = transitions(None, &status);
+        assert!(events.iter().any(|e| e.reason == PROBE_REFUSED && e.warning), "{events:?}");
+        let again = desired_status(Some(&status), refused, &at(20));
+        assert!(transitions(Some(&status), &again).is_empty(), "no repeated Event");
+        let allowed = desired_status(Some(&again), input(2, 0), &at(30));
+        assert_eq!(condition(&allowed, PROBE_REFUSED).status, "False");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct ComputedValues {
     pub values: Vec<ValueStatus>,
     /// Problems that make the spec unservable as written (the `InvalidSpec` condition).
     pub problems: Vec<String>,
+    /// Static values left out because the probe-target policy refuses their health check's
+    /// address, each with the rule (the `ProbeRefused` condition).
+    pub refused: Vec<String>,
 }
 
 /// A pod counts as healthy when its Ready condition is True and it is not terminating.
@@ -157,6 +160,9 @@ fn probe_target(data: &RecordData) -> Option<String> {
 /// Admission already checked the formats; a value that still does not parse (written
 /// before a rule existed) is reported and skipped. A value with a check counts as
 /// healthy until the check's first result, which is Route 53's rule for new checks.
+/// A value whose check the probe-target policy refuses is not served at all, not even
+/// under `ReturnUnhealthy`: its health is unknown, and serving it would let a record set
+/// point clients at an address the operator was not allowed to look at.
 pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<String, CheckState>) -> ComputedValues {
     let mut computed = ComputedValues::default();
     for (index, item) in spec.values.iter().enumerate() {
@@ -167,6 +173,12 @@ pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<Strin
                     .health_check
                     .as_ref()
                     .map(|_| checks.get(&source).cloned().unwrap_or_default());
+                if let Some(rule) = state.as_ref().and_then(|s| s.refused.as_ref()) {
+                    computed
+                        .refused
+                        .push(format!("spec.values[{index}] ({}): {rule}", item.value));
+                    continue;
+                }
                 computed.values.push(ValueStatus {
                     value: canonical_value(&data, &item.value),
                     healthy: state.as_ref().is_none_or(|s| s.healthy),
@@ -206,6 +218,7 @@ pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> Computed
     for part in parts {
         merged.values.extend(part.values);
         merged.problems.extend(part.problems);
+        merged.refused.extend(part.refused);
     }
     // Healthy entries sort after unhealthy ones for equal values, so keep the last.
     merged
@@ -296,6 +309,29 @@ mod tests {
             ("2001:db8::1", "static/x")
         );
         assert!(computed.problems[0].starts_with("spec.values[1]"));
+    }
+
+    #[test]
+    fn a_value_whose_check_is_refused_is_left_out_and_reported() {
+        let check = json!({"type": "TCP", "port": 80});
+        let spec = spec(
+            "A",
+            json!({"whenAllUnhealthy": "ReturnUnhealthy", "values": [
+                {"value": "169.254.169.254", "healthCheck": check},
+                {"value": "10.0.0.2", "healthCheck": check},
+            ]}),
+        );
+        let checks = HashMap::from([(
+            "static/0".to_owned(),
+            CheckState::refused("169.254.169.254 is link-local: refused by default".into()),
+        )]);
+        let computed = values_from_static(&spec, &checks);
+        let served: Vec<_> = computed.values.iter().map(|v| v.value.as_str()).collect();
+        assert_eq!(served, ["10.0.0.2"], "not served, not even as an unhealthy value");
+        assert_eq!(
+            computed.refused,
+            ["spec.values[0] (169.254.169.254): 169.254.169.254 is link-local: refused by default"]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use kube::api::{DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
 use mvdns_operator::leader::LeaseConfig;
+use mvdns_operator::probe_policy::ProbePolicy;
 use mvdns_operator::{Health, OperatorConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,20 @@ use crate::{
     TestEnv, TestNamespace, chart_service_account, client_from_kubeconfig, install_chart_rbac, install_crd,
     service_account_kubeconfig,
 };
+
+/// The loopback addresses test endpoints bind (127.0.0.2 to 127.0.0.63): the only ones the
+/// tests' operators may probe. 127.0.0.1 is the API server's (and would be the operator's
+/// admin port's) and stays refused, as does the rest of 127.0.0.0/8.
+pub const TEST_ENDPOINT_BLOCKS: [&str; 5] = ["127.0.0.2/31", "127.0.0.4/30", "127.0.0.8/29", "127.0.0.16/28", "127.0.0.32/27"];
+
+/// The probe-target policy of the tests' operators, as the binary builds it with
+/// `--probe-allow-cidr` set to [`TEST_ENDPOINT_BLOCKS`] and the API server on 127.0.0.1.
+pub fn test_probe_policy() -> ProbePolicy {
+    let allow = TEST_ENDPOINT_BLOCKS.map(String::from);
+    ProbePolicy::parse(&allow, &[])
+        .expect("valid blocks")
+        .protect([127, 0, 0, 1].into(), "the API server's address")
+}
 
 /// An operator running in this test's runtime under the chart's ServiceAccount.
 #[derive(Debug)]
@@ -42,6 +57,7 @@ impl RunningOperator {
             coalesce: Duration::from_millis(100),
             probe_concurrency: 64,
             publish: mvdns_api::zones::PublishRules::default(),
+            probe_policy: test_probe_policy(),
         };
         let shutdown = CancellationToken::new();
         let health = Arc::new(Health::default());

@@ -215,6 +215,10 @@ impl Process {
             &lease_seconds.to_string(),
             "--lease-renew-seconds",
             "1",
+            // The tests' endpoints, as in-process operators get them (test_probe_policy);
+            // the binary protects the API server's address (127.0.0.1) itself.
+            "--probe-allow-cidr",
+            &crate::operator::TEST_ENDPOINT_BLOCKS.join(","),
         ]
         .iter()
         .map(|a| (*a).to_owned())

@@ -13,6 +13,8 @@ use mvdns_tests::operator::*;
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(60);
+/// Every operator reconciles every namespace's record sets: tests that run one take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ok() -> Behaviour {
     Behaviour::Respond(200, "all ok".into())
@@ -35,6 +37,7 @@ fn result_of(status: &MultiValueRecordSetStatus, ip: &str) -> Option<CheckResult
 
 #[tokio::test]
 async fn checks_follow_real_endpoints() -> Result<()> {
+    let _turn = SERIAL.lock().await;
     let Fixture { env, ns } = fixture("checks").await?;
     let operator = RunningOperator::start(&env, &ns.name, "op-checks", 15).await?;
     let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
@@ -203,6 +206,84 @@ async fn checks_follow_real_endpoints() -> Result<()> {
     sets.delete("kinds", &Default::default()).await?;
     sets.delete("web", &Default::default()).await?;
     dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+/// A tenant asks for health checks on addresses inside the operator's reach: a loopback
+/// address outside the allowed block, the API server's address (where, in a cluster, the
+/// operator's admin port would be the next target), a cloud's instance metadata. None is
+/// probed or served; the condition and a Warning Event name each rule; the allowed value
+/// next to them is probed as usual.
+#[tokio::test]
+async fn checks_on_refused_addresses_send_nothing_and_are_not_served() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("refused").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op-refused", 15).await?;
+    let sets: kube::Api<MultiValueRecordSet> = ns.api();
+    // What a probe would reach if the policy let it through.
+    let outside_block = tokio::net::TcpListener::bind("127.0.0.100:0").await?;
+    let api_server_address = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let allowed = Endpoint::start("127.0.0.3", ok(), false).await?;
+    let tcp_check = |port: u16| json!({"type": "TCP", "port": port, "intervalSeconds": 5, "failureThreshold": 1});
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": format!("web.refused.{}.example.internal.", ns.name), "type": "A", "values": [
+            {"value": "127.0.0.100", "healthCheck": tcp_check(outside_block.local_addr()?.port())},
+            {"value": "127.0.0.1", "healthCheck": {"type": "HTTP", "port": api_server_address.local_addr()?.port(),
+                                                   "searchString": "secret", "intervalSeconds": 5}},
+            {"value": "169.254.169.254", "healthCheck": {"type": "HTTP", "port": 80, "path": "/latest/meta-data/"}},
+            checked_value(&allowed, json!({"type": "HTTP", "failureThreshold": 1})),
+        ]}),
+    )
+    .await?;
+
+    let status = wait_status(&sets, "web", LIMIT, |s| {
+        condition(s, "ProbeRefused") == "True" && result_of(s, "127.0.0.3") == Some(CheckResult::Success)
+    })
+    .await?;
+    let served: Vec<&str> = status.values.iter().map(|v| v.value.as_str()).collect();
+    assert_eq!(served, ["127.0.0.3"], "only the allowed value is in status, so only it is served");
+    assert_eq!((status.healthy_count, status.total_count), (1, 1));
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ProbeRefused")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    for rule in [
+        "spec.values[0] (127.0.0.100): 127.0.0.100 is loopback: refused by default",
+        "spec.values[1] (127.0.0.1): 127.0.0.1 is the API server's address",
+        "spec.values[2] (169.254.169.254): 169.254.169.254 is link-local",
+    ] {
+        assert!(message.contains(rule), "{rule:?} not in {message:?}");
+    }
+
+    // Two intervals and their jitter later, nothing has connected to either listener.
+    let quiet = Duration::from_secs(12);
+    let (outside, api) = tokio::join!(
+        tokio::time::timeout(quiet, outside_block.accept()),
+        tokio::time::timeout(quiet, api_server_address.accept()),
+    );
+    assert!(outside.is_err(), "a refused check connected to 127.0.0.100");
+    assert!(api.is_err(), "a refused check connected to the API server's address");
+
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let refused_events = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ProbeRefused") && e.type_.as_deref() == Some("Warning"))
+        .count();
+    assert_eq!(refused_events, 1, "one Warning Event when the condition turned True");
+    let refusals = metric_value(
+        &operator.health.metrics.encode(),
+        "mvdns_operator_probe_results_total{outcome=\"refused\"}",
+    );
+    assert!(refusals >= 3.0, "{}", operator.health.metrics.encode());
     operator.stop().await;
     Ok(())
 }
