@@ -1,13 +1,13 @@
 # syntax=docker/dockerfile:1
-# Images of the two binaries, statically linked (musl) on distroless/static:nonroot.
-# Build the binaries first (no Rust toolchain inside the image build):
-#   cargo build --release --locked --target x86_64-unknown-linux-musl \
-#     -p mvdns-operator -p mvdns-server
+# Images of the two binaries, statically linked (glibc with crt-static) on
+# distroless/static:nonroot. Build the binaries first (no Rust toolchain inside the image
+# build):
+#   hack/build-static.sh
 #   docker build --target operator -t ghcr.io/mvdns/mvdns-operator:dev .
 #   docker build --target dns      -t ghcr.io/mvdns/mvdns-server:dev .
 # Without a container engine, hack/image.sh assembles the same kind of image (an OCI
 # layout: user 65532, entrypoint /usr/local/bin/<name>) from the binary.
-ARG TARGET_DIR=target/x86_64-unknown-linux-musl/release
+ARG TARGET_DIR=target/x86_64-unknown-linux-gnu/release/stripped
 ARG BASE=gcr.io/distroless/static:nonroot
 
 FROM ${BASE} AS operator

@@ -5,7 +5,8 @@
 # on (charts/mvdns/ci/test-values.yaml); the default render keeps the ServiceAccounts and
 # cluster RBAC the tests use; the schema rejects misspelled keys and wrong types, naming
 # them; the chart's CRD copy matches crds/; the CoreDNS stub block renders; the image
-# assembles (hack/image.sh, from the musl binaries when built, else a static stand-in).
+# assembles (hack/image.sh, from the static release binaries, hack/build-static.sh; the
+# real-node test, tests/tests/realnode.rs, then runs these images).
 # With a control plane reachable through KUBECONFIG (hack/testenv.sh up; this script never
 # starts one): helm install --dry-run=server and kubectl apply --dry-run=server in a fresh
 # namespace, then Pod Security "restricted" enforced on it and the pods of both Deployments
@@ -125,20 +126,10 @@ cmp -s "$ROOT/crds/mvdns.io_multivaluerecordsets.yaml" "$CHART/crds/mvdns.io_mul
   || die "charts/mvdns/crds/ is stale: cp crds/mvdns.io_multivaluerecordsets.yaml charts/mvdns/crds/ (crdgen should write both)"
 
 log "6. the image assembles without a container engine (hack/image.sh)"
-musl="$TARGET/x86_64-unknown-linux-musl/release"
+static=$("$ROOT/hack/build-static.sh")
 for name in mvdns-operator mvdns-server; do
-  bin="$musl/$name"
-  if [ ! -x "$bin" ]; then
-    # A static stand-in: the image's structure, user and entrypoint do not depend on it.
-    bin="$WORK/stand-in/$name"
-    if [ ! -x "$bin" ]; then
-      mkdir -p "$WORK/stand-in"
-      printf 'package main\nfunc main() { println("stand-in") }\n' >"$WORK/stand-in/main.go"
-      printf 'module standin\ngo 1.22\n' >"$WORK/stand-in/go.mod"
-      (cd "$WORK/stand-in" && go build -trimpath -ldflags "-s -w" -o "$bin" .) || die "cannot build the stand-in binary"
-    fi
-    log "   $musl/$name not built: using a static Go stand-in"
-  fi
+  bin="$static/$name"
+  log "   $name: $(file -b "$bin" | cut -d, -f1-5), $(du -k "$bin" | cut -f1) KiB"
   "$ROOT/hack/image.sh" "$bin" "$name" "$WORK/image-$name" 2>"$WORK/image.log" || { cat "$WORK/image.log" >&2; die "hack/image.sh $name failed"; }
   grep -E '^ok:|crane' "$WORK/image.log" | sed 's/files=.*//' | while read -r line; do log "   $name: $line"; done
 done

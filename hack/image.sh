@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Assembles a container image as an OCI image layout, without a container engine, from
-# one statically linked binary (x86_64-unknown-linux-musl):
+# one statically linked binary (glibc with crt-static, see hack/build-static.sh):
 #   hack/image.sh BIN NAME OUTDIR
 # OUTDIR gets oci-layout, index.json and blobs/sha256/: one gzip layer holding
 # /usr/local/bin/NAME, /etc/passwd and /etc/group (user nonroot 65532, as in
@@ -14,7 +14,9 @@
 # throwaway in-memory registry (`crane registry serve`) and runs `crane validate` and
 # `crane config` on it, an independent reader. MVDNS_IMAGE_VERIFY=none skips that.
 #
-# Environment: MVDNS_IMAGE_TAG (ref name in index.json, default "dev"),
+# Environment: MVDNS_IMAGE_TAG (ref name in index.json, default "dev"), MVDNS_IMAGE_REPO
+# (default ghcr.io/mvdns/NAME; REPO:TAG is the name containerd imports it as),
+# MVDNS_IMAGE_ARCHIVE=FILE (also a tar of the layout, for `ctr images import`),
 # MVDNS_IMAGE_VERSION (label, default the tag), MVDNS_IMAGE_PUSH=REF (push the result with
 # crane, e.g. to Tilt's $EXPECTED_REF).
 # Push elsewhere yourself: crane push OUTDIR REGISTRY/NAME:TAG; or load into Docker/Podman
@@ -34,6 +36,7 @@ if [ "$(od -An -tx1 -N4 "$bin" | tr -d ' \n')" = 7f454c46 ] && command -v file >
 fi
 
 tag=${MVDNS_IMAGE_TAG:-dev}
+repo=${MVDNS_IMAGE_REPO:-ghcr.io/mvdns/$name}
 version=${MVDNS_IMAGE_VERSION:-$tag}
 revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 
@@ -50,100 +53,17 @@ ensure_crane() {
 
 rm -rf "$out"
 mkdir -p "$out"
-python3 - "$bin" "$name" "$out" "$tag" "$version" "$revision" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
-
-bin_path, name, out, tag, version, revision = sys.argv[1:7]
-UID = GID = 65532
-entrypoint = f"/usr/local/bin/{name}"
-
-def entry(path, kind, mode, data=b"", uid=0, gid=0):
-    info = tarfile.TarInfo(path)
-    info.type = kind
-    info.mode = mode
-    info.uid, info.gid = uid, gid
-    info.uname = info.gname = ""
-    info.mtime = 0
-    if kind == tarfile.REGTYPE:
-        info.size = len(data)
-    return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-with open(bin_path, "rb") as f:
-    binary = f.read()
-passwd = b"root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
-group = b"root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n"
-entries = [
-    entry("etc", tarfile.DIRTYPE, 0o755),
-    entry("etc/group", tarfile.REGTYPE, 0o644, group),
-    entry("etc/passwd", tarfile.REGTYPE, 0o644, passwd),
-    entry("home", tarfile.DIRTYPE, 0o755),
-    entry("home/nonroot", tarfile.DIRTYPE, 0o700, uid=UID, gid=GID),
-    entry("tmp", tarfile.DIRTYPE, 0o1777),
-    entry("usr", tarfile.DIRTYPE, 0o755),
-    entry("usr/local", tarfile.DIRTYPE, 0o755),
-    entry("usr/local/bin", tarfile.DIRTYPE, 0o755),
-    entry(entrypoint.lstrip("/"), tarfile.REGTYPE, 0o755, binary),
-]
-raw = io.BytesIO()
-with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-    for info, data in entries:
-        tar.addfile(info, data)
-layer_tar = raw.getvalue()
-gz = io.BytesIO()
-with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=9) as g:
-    g.write(layer_tar)
-layer_gz = gz.getvalue()
-
-os.makedirs(f"{out}/blobs/sha256", exist_ok=True)
-def blob(data):
-    digest = hashlib.sha256(data).hexdigest()
-    with open(f"{out}/blobs/sha256/{digest}", "wb") as f:
-        f.write(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-labels = {
-    "org.opencontainers.image.title": name,
-    "org.opencontainers.image.description": "mvdns: Route 53 style multivalue answer routing for Kubernetes",
-    "org.opencontainers.image.source": "https://github.com/mvdns/mvdns",
-    "org.opencontainers.image.version": version,
-    "org.opencontainers.image.revision": revision,
-    "org.opencontainers.image.licenses": "Apache-2.0",
-}
-config = {
-    "created": "1970-01-01T00:00:00Z",
-    "architecture": "amd64",
-    "os": "linux",
-    "config": {
-        "User": f"{UID}:{GID}",
-        "Entrypoint": [entrypoint],
-        "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/nonroot"],
-        "WorkingDir": "/home/nonroot",
-        "Labels": labels,
-    },
-    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
-    "history": [{"created": "1970-01-01T00:00:00Z", "created_by": f"hack/image.sh {name}"}],
-}
-config_desc = {"mediaType": "application/vnd.oci.image.config.v1+json",
-               **blob(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())}
-layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blob(layer_gz)}
-manifest = {
-    "schemaVersion": 2,
-    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": config_desc,
-    "layers": [layer_desc],
-    "annotations": {k: v for k, v in labels.items() if k in ("org.opencontainers.image.title",
-                    "org.opencontainers.image.version", "org.opencontainers.image.revision")},
-}
-manifest_desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                 **blob(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()),
-                 "platform": {"architecture": "amd64", "os": "linux"},
-                 "annotations": {"org.opencontainers.image.ref.name": tag}}
-with open(f"{out}/index.json", "w") as f:
-    json.dump({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-               "manifests": [manifest_desc]}, f, indent=2)
-with open(f"{out}/oci-layout", "w") as f:
-    json.dump({"imageLayoutVersion": "1.0.0"}, f)
-PY
+passwd='root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n'
+group='root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n'
+label=org.opencontainers.image
+python3 "$ROOT/hack/oci.py" "$out" --name "$name" --ref "$repo:$tag" --user 65532:65532 \
+  --entrypoint "[\"/usr/local/bin/$name\"]" --workdir /home/nonroot --env HOME=/home/nonroot \
+  --text "etc/passwd=$passwd" --text "etc/group=$group" --dir home/nonroot:0700:65532 --dir tmp:1777 \
+  --file "$bin:usr/local/bin/$name:0755" ${MVDNS_IMAGE_ARCHIVE:+--archive "$MVDNS_IMAGE_ARCHIVE"} \
+  --label "$label.title=$name" \
+  --label "$label.description=mvdns: Route 53 style multivalue answer routing for Kubernetes" \
+  --label "$label.source=https://github.com/mvdns/mvdns" --label "$label.version=$version" \
+  --label "$label.revision=$revision" --label "$label.licenses=Apache-2.0"
 
 # Self-check: read back what is on disk, trusting nothing from the writer above.
 python3 - "$out" "$name" <<'PY'

@@ -25,6 +25,9 @@ trap cleanup EXIT
 MVDNS_COREDNS="$("$ROOT/hack/coredns-build.sh")"
 export MVDNS_COREDNS
 cargo_with_progress "building the workspace and its tests" build --workspace --all-targets --locked
+# The real-node test (tests/tests/realnode.rs) makes images of the static release binaries.
+MVDNS_STATIC_DIR=$("$ROOT/hack/build-static.sh")
+export MVDNS_STATIC_DIR
 log "running all tests against the control plane in $MVDNS_TESTENV_DIR (about 10 minutes)"
 with_progress plain "cargo test" 0 cargo test --workspace --locked --no-fail-fast "$@" || failed=1
 log "checking the Helm chart, its schema and Pod Security on the control plane, and the images"

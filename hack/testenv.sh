@@ -26,7 +26,13 @@ LOG_TAG=testenv
 D="${MVDNS_TESTENV_DIR:-$ROOT/target/testenv}"
 ETCD_PORT=${MVDNS_ETCD_PORT:-12379}
 API_PORT=${MVDNS_API_PORT:-16443}
+# Loopback unless a real node's pods must reach the API server (hack/node.sh binds it to the
+# node's bridge address, where the `kubernetes` Service's endpoint then points).
+API_ADDRESS=${MVDNS_API_ADDRESS:-127.0.0.1}
 NODES=${MVDNS_KWOK_NODES:-3}
+# The node lifecycle controller is off for KWOK's thousands of pods; a real node needs it
+# (it lifts the kubelet's not-ready taint, and taints a node that stops reporting).
+CONTROLLERS=${MVDNS_KCM_CONTROLLERS:-'*,-node-lifecycle-controller,-nodeipam'}
 ADMIN="$D/admin.kubeconfig"
 
 kubectl_admin() { "$BIN/kubectl" --kubeconfig "$ADMIN" "$@"; }
@@ -53,14 +59,20 @@ wait_for() {
 
 make_pki() {
   mkdir -p "$D/pki"
-  [ -f "$D/pki/apiserver.crt" ] && return
+  [ -f "$D/pki/kubelet-client.crt" ] && return # (a plane from before that file: made anew)
   log "creating a CA, the API server certificate and the service-account key"
   (
     cd "$D/pki"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=mvdns-testenv-ca" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' >san.ext
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' "$API_ADDRESS" >san.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out apiserver.crt -extfile san.ext 2>/dev/null
+    # The API server's identity towards kubelets (logs, exec, port-forward on a real node).
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -out kubelet-client.crt -extfile client.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
@@ -92,7 +104,7 @@ kind: Config
 clusters:
 - name: testenv
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$API_ADDRESS:$API_PORT
     certificate-authority: $D/pki/ca.crt
 users:
 - name: $1
@@ -153,21 +165,27 @@ EOF
 
 # start_apiserver: the kube-apiserver with the flags every start (up, apiserver-start) uses.
 start_apiserver() {
-  log "starting kube-apiserver on https://127.0.0.1:$API_PORT (RBAC on)"
-  # Why the flags: --advertise-address avoids needing a default route; Node,RBAC makes
-  # permissions real; the endpoint reconciler would publish a loopback endpoint; the
+  log "starting kube-apiserver on https://$API_ADDRESS:$API_PORT (RBAC on)"
+  # Why the flags: --advertise-address avoids needing a default route; Node,RBAC and
+  # NodeRestriction make permissions real (a real node's kubelet gets only its own); the
+  # endpoint reconciler would publish a loopback endpoint, so it runs only when the address
+  # is one pods reach; kubelets' serving certificates are verified against the CA; the
   # inflight and priority-and-fairness limits are lifted for thousands of KWOK pods.
+  local reconciler=none
+  [ "$API_ADDRESS" = 127.0.0.1 ] || reconciler=lease
   start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --bind-address="$API_ADDRESS" --advertise-address="$API_ADDRESS" --secure-port="$API_PORT" \
     --tls-cert-file="$D/pki/apiserver.crt" --tls-private-key-file="$D/pki/apiserver.key" \
     --client-ca-file="$D/pki/ca.crt" --cert-dir="$D/pki" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$D/pki/sa.pub" --service-account-signing-key-file="$D/pki/sa.key" \
     --token-auth-file="$D/tokens.csv" \
-    --authorization-mode=Node,RBAC \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+    --kubelet-client-certificate="$D/pki/kubelet-client.crt" --kubelet-client-key="$D/pki/kubelet-client.key" \
+    --kubelet-certificate-authority="$D/pki/ca.crt" --kubelet-preferred-address-types=InternalIP \
     --service-cluster-ip-range=10.96.0.0/16 \
-    --allow-privileged=true --endpoint-reconciler-type=none \
+    --allow-privileged=true --endpoint-reconciler-type="$reconciler" \
     --max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false
 }
 
@@ -236,7 +254,7 @@ up() {
     --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
     --use-service-account-credentials=true \
     --service-account-private-key-file="$D/pki/sa.key" --root-ca-file="$D/pki/ca.crt" \
-    --controllers='*,-node-lifecycle-controller,-nodeipam' \
+    --controllers="$CONTROLLERS" \
     --kube-api-qps=500 --kube-api-burst=1000
   start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$D/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$D/kube-scheduler.kubeconfig" --authorization-kubeconfig="$D/kube-scheduler.kubeconfig" \

@@ -2,7 +2,7 @@
 //! source. No sockets, no encoding: [`crate::wire`] does that.
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use rand::Rng;
 
 use crate::index::{Index, Node, RrSet};
@@ -54,7 +54,8 @@ impl Answer {
 ///   with the SOA;
 /// - SOA and NS at each apex, synthesized from the zone settings;
 /// - ANY: one RRset only (RFC 8482), chosen like a query for its type;
-/// - a CNAME answers every type at its name, with one target at random;
+/// - a CNAME answers every type at its name, with one target at random, and the chain is
+///   followed inside the served zones (see [`follow_cname`]);
 /// - `client_zone` steers the selection of record sets with `PreferSameZone`.
 pub fn answer<R: Rng + ?Sized>(
     index: &Index,
@@ -107,7 +108,77 @@ pub fn answer<R: Rng + ?Sized>(
     }
     let mut answer = positive(name, answers, additionals);
     answer.zone_dependent = rrset.prefer_same_zone;
+    if rrset.record_type == RecordType::CNAME && !matches!(record_type, RecordType::CNAME | RecordType::ANY) {
+        follow_cname(index, zones, record_type, client_zone, rng, &mut answer);
+    }
     answer
+}
+
+/// CNAMEs followed inside the zones at most; a longer chain (or a loop) ends the answer
+/// there, and the client goes on from the last target (RFC 1034 4.3.2 allows both).
+const MAX_CHAIN: usize = 8;
+
+/// Follows the CNAME that ends `answer` while its target lies in a served zone, as an
+/// authoritative server does (RFC 1034 4.3.2 step 3a; Knot and NSD do the same): each
+/// target's own records, picked by the target's own multivalue rule, are added under the
+/// target's name. Without this a stub resolver that does not chase (glibc's getent, asked
+/// directly, or CoreDNS's `forward`) finds no address.
+///
+/// The response code is the last name's (RFC 6604): a target that does not exist gives
+/// NXDOMAIN, one without the type NODATA, both with that zone's SOA. A target outside
+/// every zone ends the chain with NOERROR: the client's resolver follows it.
+fn follow_cname<R: Rng + ?Sized>(
+    index: &Index,
+    zones: &Zones,
+    record_type: RecordType,
+    client_zone: Option<&str>,
+    rng: &mut R,
+    answer: &mut Answer,
+) {
+    let mut seen: Vec<LowerName> = answer.answers.iter().map(|r| LowerName::new(&r.name)).collect();
+    for _ in 0..MAX_CHAIN {
+        let Some(target) = answer.answers.last().and_then(cname_target) else {
+            return;
+        };
+        let lower = LowerName::new(&target);
+        if seen.contains(&lower) {
+            return; // a loop: what was gathered is the answer
+        }
+        seen.push(lower.clone());
+        let Some(zone) = zones.zone_of(&lower) else {
+            return;
+        };
+        let Some(node) = index.node(&target) else {
+            answer.rcode = ResponseCode::NXDomain;
+            answer.authorities.push(zone.soa(index.serial));
+            return;
+        };
+        let Some(rrset) = node.rrset(record_type).or_else(|| node.rrset(RecordType::CNAME)) else {
+            answer.authorities.push(zone.soa(index.serial));
+            return;
+        };
+        let (picked, glue) = pick(rrset, client_zone, rng);
+        if picked.is_empty() {
+            answer.authorities.push(zone.soa(index.serial));
+            return;
+        }
+        answer.zone_dependent |= rrset.prefer_same_zone;
+        answer.answers.extend(picked.into_iter().map(|mut record| {
+            record.name = target.clone();
+            record
+        }));
+        answer.additionals.extend(glue);
+        if rrset.record_type != RecordType::CNAME {
+            return;
+        }
+    }
+}
+
+fn cname_target(record: &Record) -> Option<Name> {
+    match &record.data {
+        RData::CNAME(target) => Some(target.0.clone()),
+        _ => None,
+    }
 }
 
 /// One question: the name as asked, its type and class.
@@ -258,6 +329,78 @@ mod tests {
         let answer = ask(&index, "web.example.internal.", RecordType::A);
         assert_eq!(answer.answers.len(), 1);
         assert_eq!(answer.answers[0].record_type(), RecordType::CNAME);
+    }
+
+    /// Several record sets in one index (`index` above builds one).
+    fn index_of(sets: &[(String, serde_json::Value, serde_json::Value)]) -> Index {
+        let sets: Vec<_> = sets
+            .iter()
+            .map(|(name, spec, values)| record_set("a", name, "2026-01-01T00:00:00Z", spec.clone(), values.clone()))
+            .collect();
+        build_index(&sets.iter().collect::<Vec<_>>(), &zones(), 42)
+    }
+
+    fn cname(name: &str, target: &str) -> (String, serde_json::Value, serde_json::Value) {
+        (
+            format!("cname-{name}"),
+            json!({"name": name, "type": "CNAME", "values": [{"value": target}]}),
+            json!([{"value": target, "healthy": true, "source": "0"}]),
+        )
+    }
+
+    fn pods(name: &str, healthy: &[&str]) -> (String, serde_json::Value, serde_json::Value) {
+        let values: Vec<_> = healthy
+            .iter()
+            .map(|ip| json!({"value": ip, "healthy": true, "source": format!("pod/{ip}")}))
+            .collect();
+        (format!("pods-{name}"), json!({"name": name, "type": "A", "podSelector": {}}), json!(values))
+    }
+
+    fn summary(answer: &Answer) -> Vec<String> {
+        answer.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect()
+    }
+
+    #[test]
+    fn an_in_zone_cname_target_is_followed_and_picked_by_its_own_rule() {
+        let index = index_of(&[
+            cname("alias.example.internal", "hop.example.internal."),
+            cname("hop.example.internal", "web.example.internal."),
+            pods("web.example.internal", &["192.0.2.1", "192.0.2.2"]),
+        ]);
+        let answer = ask(&index, "Alias.example.internal.", RecordType::A);
+        assert_eq!(answer.rcode, ResponseCode::NoError);
+        let lines = summary(&answer);
+        assert_eq!(lines[..2], ["Alias.example.internal. CNAME hop.example.internal.", "hop.example.internal. CNAME web.example.internal."]);
+        let addresses: BTreeSet<_> = lines[2..].iter().cloned().collect();
+        let expected: BTreeSet<_> = ["web.example.internal. A 192.0.2.1", "web.example.internal. A 192.0.2.2"]
+            .map(String::from)
+            .into();
+        assert_eq!(addresses, expected, "the target's healthy values, under the target's name");
+        // Asked for the CNAME itself, or ANY: the CNAME alone.
+        assert_eq!(ask(&index, "alias.example.internal.", RecordType::CNAME).answers.len(), 1);
+        assert_eq!(ask(&index, "alias.example.internal.", RecordType::ANY).answers.len(), 1);
+    }
+
+    #[test]
+    fn a_chain_ends_with_the_last_names_rcode() {
+        let index = index_of(&[
+            cname("gone.example.internal", "missing.example.internal."),
+            cname("v6.example.internal", "web.example.internal."),
+            cname("out.example.internal", "www.example.com."),
+            cname("loop-a.example.internal", "loop-b.example.internal."),
+            cname("loop-b.example.internal", "loop-a.example.internal."),
+            pods("web.example.internal", &["192.0.2.1"]),
+        ]);
+        let nx = ask(&index, "gone.example.internal.", RecordType::A);
+        assert_eq!((nx.rcode, nx.answers.len()), (ResponseCode::NXDomain, 1), "RFC 6604: the target's NXDOMAIN");
+        assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+        let nodata = ask(&index, "v6.example.internal.", RecordType::AAAA);
+        assert_eq!((nodata.rcode, nodata.answers.len()), (ResponseCode::NoError, 1));
+        assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+        let out = ask(&index, "out.example.internal.", RecordType::A);
+        assert_eq!((out.rcode, out.answers.len(), out.authorities.len()), (ResponseCode::NoError, 1, 0));
+        let looped = ask(&index, "loop-a.example.internal.", RecordType::A);
+        assert_eq!((looped.rcode, summary(&looped).len()), (ResponseCode::NoError, 2), "each name once");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! candidates racing for an expired lease exactly one succeeds (the other gets 409).
 //! Releasing on shutdown sets an expired lease, so the standby takes over at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -114,10 +115,14 @@ impl LeaderElector {
         }
     }
 
-    /// Waits until this replica is leader.
-    pub async fn acquire(&self) {
+    /// Waits until this replica is leader. `reachable` says, meanwhile, whether the last
+    /// request for the lease got an answer: a standby that can reach the API server is
+    /// ready to take over (its readiness probe reads it).
+    pub async fn acquire(&self, reachable: &AtomicBool) {
         loop {
-            match self.try_acquire_or_renew().await {
+            let answer = self.try_acquire_or_renew().await;
+            reachable.store(answer.is_ok(), Ordering::Relaxed);
+            match answer {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "leader election: cannot reach the lease"),

@@ -18,7 +18,7 @@ pub mod status;
 pub mod values;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kube::Client;
@@ -70,7 +70,9 @@ pub struct OperatorConfig {
 #[derive(Debug, Default)]
 pub struct Health {
     pub metrics: Arc<Metrics>,
-    /// Set once the API server answered the first leader-election request.
+    /// The API server answered the last leader-election request (a standby is ready too:
+    /// with one replica Ready per Deployment only, `helm install --wait` and a
+    /// PodDisruptionBudget would wait for it forever, and a rollout would never finish).
     pub ready: AtomicBool,
 }
 
@@ -85,9 +87,8 @@ pub async fn run(client: Client, config: OperatorConfig, health: Arc<Health>, sh
     while !shutdown.is_cancelled() {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = elector.acquire() => {}
+            _ = elector.acquire(&health.ready) => {}
         }
-        health.ready.store(true, Ordering::Relaxed);
         health.metrics.leader.set(1);
         tracing::info!(identity = %config.lease.identity, "became leader");
         let stop = shutdown.child_token();

@@ -1,0 +1,411 @@
+//! The user's path on a real node (`hack/node.sh`): kubelet, kube-proxy, containerd, runc
+//! and the CNI bridge on this machine, joined to a control plane of their own.
+//!
+//! One test, in phases that build on each other:
+//! 1. the host's state is recorded, then `hack/node.sh up` starts the plane and the node;
+//! 2. `helm install` of `charts/mvdns`, overriding only the images (built here from the
+//!    static binaries) and `pullPolicy: Never`; both Deployments must become Ready through
+//!    their own probes, on the real node;
+//! 3. a Deployment of backend pods (busybox `httpd` with an HTTP readiness probe) and a
+//!    record set over them; the mvdns Service's ClusterIP answers the pods' IPs over UDP and
+//!    TCP through kube-proxy, and a client pod resolves the name with glibc's `getent` and
+//!    busybox `nslookup` through its own /etc/resolv.conf;
+//! 4. one backend's probe is broken: its IP leaves the client's answers, then comes back
+//!    when the probe passes again (times printed beside the EndpointSlice's);
+//! 5. `hack/node.sh down`, and the host's state must be what it was before `up`.
+//!
+//! The node needs root and Debian's containerd, runc and CNI plugins; `hack/node.sh
+//! preflight` says why it cannot start, and this test then fails with that reason.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use mvdns_tests::dns::{Ask, answer_data, tcp, udp_from};
+use mvdns_tests::{TestEnv, workspace_root};
+use serde_json::Value;
+
+const ZONE: &str = "mv.test.";
+const NAME: &str = "web.mv.test";
+const NAMESPACE: &str = "shop";
+const BACKENDS: usize = 3;
+
+fn node_dir() -> PathBuf {
+    let root = std::fs::canonicalize(workspace_root()).unwrap_or_else(|_| workspace_root());
+    std::env::var_os("MVDNS_NODE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/node"))
+}
+
+/// The static release binaries the images are made of (`hack/build-static.sh`, which
+/// hack/test.sh runs first: cargo must not be run again from inside `cargo test`).
+fn static_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("MVDNS_STATIC_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        target.join("x86_64-unknown-linux-gnu/release")
+    });
+    for binary in ["mvdns-operator", "mvdns-server"] {
+        ensure!(dir.join(binary).exists(), "{} is missing: run hack/build-static.sh first", dir.join(binary).display());
+    }
+    Ok(dir)
+}
+
+/// Runs `hack/node.sh ARGS` and returns its stdout; its log goes to the test's stderr.
+fn node_sh(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(workspace_root().join("hack/node.sh"))
+        .args(args)
+        .env("MVDNS_NODE_DIR", node_dir())
+        .env("MVDNS_STATIC_DIR", static_dir()?)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    ensure!(out.status.success(), "hack/node.sh {args:?} failed ({})", out.status);
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Brings the node down when the test ends, passed or not: the machine is left as found.
+struct NodeUp;
+
+impl Drop for NodeUp {
+    fn drop(&mut self) {
+        if let Err(error) = node_sh(&["down"]) {
+            eprintln!("hack/node.sh down: {error:#}");
+        }
+    }
+}
+
+/// The lines of one snapshot that differ from another, each marked - (gone) or + (new).
+fn snapshot_diff(before: &str, after: &str) -> Vec<String> {
+    let before: BTreeSet<&str> = before.lines().collect();
+    let after: BTreeSet<&str> = after.lines().collect();
+    let gone = before.difference(&after).map(|line| format!("- {line}"));
+    let new = after.difference(&before).map(|line| format!("+ {line}"));
+    gone.chain(new).collect()
+}
+
+/// One UDP query from the host to a Service IP. The source is the kernel's choice (the
+/// bridge's address): from 127.0.0.1 the packet to the Service CIDR would be a martian.
+async fn udp(server: SocketAddr, ask: &Ask) -> Result<Message> {
+    udp_from(IpAddr::V4(Ipv4Addr::UNSPECIFIED), server, ask).await
+}
+
+async fn kubectl(env: &TestEnv, args: &[&str]) -> Result<String> {
+    env.kubectl(args).await
+}
+
+async fn helm(env: &TestEnv, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(env.bin_dir.join("helm"))
+        .arg("--kubeconfig")
+        .arg(env.admin_kubeconfig())
+        .args(args)
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "helm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// `kubectl exec` in the client pod; returns whether it succeeded and its stdout.
+async fn exec(env: &TestEnv, pod: &str, command: &[&str]) -> Result<(bool, String)> {
+    let mut args = vec!["-n", NAMESPACE, "exec", pod, "--"];
+    args.extend_from_slice(command);
+    let (success, stdout, _) = env.kubectl_status(&args).await?;
+    Ok((success, stdout))
+}
+
+/// The IPv4 addresses `getent ahosts NAME` prints (one line per address and socket type).
+fn getent_addresses(output: &str) -> BTreeSet<String> {
+    output
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|address| address.parse::<Ipv4Addr>().is_ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The addresses busybox `nslookup NAME SERVER` prints after the "Name:" line.
+fn nslookup_addresses(output: &str) -> BTreeSet<String> {
+    output
+        .split("Name:")
+        .skip(1)
+        .flat_map(|answer| answer.lines().filter_map(|line| line.strip_prefix("Address:")))
+        .map(|address| address.trim().to_owned())
+        .filter(|address| address.parse::<Ipv4Addr>().is_ok())
+        .collect()
+}
+
+async fn json(env: &TestEnv, args: &[&str]) -> Result<Value> {
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["-o", "json"]);
+    Ok(serde_json::from_str(&kubectl(env, &args).await?)?)
+}
+
+/// Pod name -> IP of the Ready backend pods.
+async fn ready_backends(env: &TestEnv) -> Result<Vec<(String, String)>> {
+    let pods = json(env, &["-n", NAMESPACE, "get", "pods", "-l", "app=web"]).await?;
+    let mut ready = Vec::new();
+    for pod in pods["items"].as_array().context("no items")? {
+        let is_ready = pod["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        if let (true, Some(name), Some(ip)) = (is_ready, pod["metadata"]["name"].as_str(), pod["status"]["podIP"].as_str())
+        {
+            ready.push((name.to_owned(), ip.to_owned()));
+        }
+    }
+    Ok(ready)
+}
+
+/// The ready addresses of the backends' EndpointSlice (what kube-proxy would route to).
+async fn endpoint_slice_ready(env: &TestEnv) -> Result<BTreeSet<String>> {
+    let slices = json(env, &["-n", NAMESPACE, "get", "endpointslices", "-l", "kubernetes.io/service-name=web"]).await?;
+    let mut ready = BTreeSet::new();
+    for slice in slices["items"].as_array().context("no items")? {
+        for endpoint in slice["endpoints"].as_array().into_iter().flatten() {
+            if endpoint["conditions"]["ready"] == true {
+                ready.extend(endpoint["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Polls `probe` every 100 ms until it returns true, at most `limit`; returns the time taken.
+async fn time_until<F, Fut>(limit: Duration, what: &str, mut probe: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = Instant::now();
+    loop {
+        if probe().await? {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const BACKEND_YAML: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {mvdns.io/node: real}
+      securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534}
+      containers:
+      - name: httpd
+        image: mvdns.invalid/testbox:dev
+        imagePullPolicy: Never
+        # /tmp/www/ready is the readiness file: the test removes it to break the probe.
+        command: [sh, -c, "mkdir -p /tmp/www && echo ok > /tmp/www/ready && exec httpd -f -p 8080 -h /tmp/www"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 1
+          failureThreshold: 1
+          successThreshold: 1
+---
+# A Service over the same pods, only so that the EndpointSlice controller publishes the
+# readiness the test compares mvdns's answers with.
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: mvdns.io/v1alpha1
+kind: MultiValueRecordSet
+metadata: {name: web, namespace: shop}
+spec:
+  name: web.mv.test.
+  type: A
+  ttl: 5
+  maxAnswers: 8
+  podSelector:
+    matchLabels: {app: web}
+---
+# A CNAME to it, in the same zone: the server follows the chain and adds the target's
+# addresses, so that glibc (which does not chase a bare CNAME from a server it asks
+# directly) gets them.
+apiVersion: mvdns.io/v1alpha1
+kind: MultiValueRecordSet
+metadata: {name: alias, namespace: shop}
+spec:
+  name: alias.mv.test.
+  type: CNAME
+  ttl: 5
+  values: [{value: web.mv.test.}]
+"#;
+
+/// The client: resolv.conf names the mvdns Service alone (CoreDNS as the cluster's DNS comes
+/// in a later step), so every lookup goes the pod's libc -> ClusterIP -> kube-proxy -> mvdns.
+fn client_yaml(dns_ip: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: shop}}
+spec:
+  nodeSelector: {{mvdns.io/node: real}}
+  securityContext: {{runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534}}
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [{dns_ip}]
+    options: [{{name: ndots, value: "1"}}, {{name: timeout, value: "1"}}, {{name: attempts, value: "2"}}]
+  containers:
+  - name: client
+    image: mvdns.invalid/testbox:dev
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolver() -> Result<()> {
+    if let Err(error) = node_sh(&["preflight"]) {
+        bail!("the real node cannot start on this machine: {error:#} (hack/node.sh preflight says why above)");
+    }
+    // 1. The host before, then the node.
+    let before = node_sh(&["snapshot"])?;
+    let guard = NodeUp;
+    node_sh(&["up"])?;
+    let env = {
+        let dir = node_dir().join("plane");
+        let bin_dir = PathBuf::from(std::fs::read_to_string(dir.join("bin-dir"))?.trim());
+        TestEnv { dir, bin_dir }
+    };
+    phases(&env).await?;
+
+    // 5. Down, and the host as it was.
+    drop(guard);
+    let after = node_sh(&["snapshot"])?;
+    let diff = snapshot_diff(&before, &after);
+    ensure!(diff.is_empty(), "hack/node.sh down left the host changed:\n{}", diff.join("\n"));
+    Ok(())
+}
+
+async fn phases(env: &TestEnv) -> Result<()> {
+    // 2. The chart as users install it.
+    let root = workspace_root();
+    kubectl(env, &["apply", "--server-side", "-f", &root.join("crds").to_string_lossy()]).await?;
+    let installed = Instant::now();
+    helm(
+        env,
+        &[
+            "install", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--create-namespace",
+            "--set", "operator.image.repository=ghcr.io/mvdns/mvdns-operator", "--set", "operator.image.tag=node",
+            "--set", "operator.image.pullPolicy=Never",
+            "--set", "dns.image.repository=ghcr.io/mvdns/mvdns-server", "--set", "dns.image.tag=node",
+            "--set", "dns.image.pullPolicy=Never",
+            "--set", &format!("dns.zones={{{ZONE}}}"),
+            "--wait", "--timeout", "180s",
+        ],
+    )
+    .await?;
+    eprintln!("helm install: both Deployments Ready in {:?}", installed.elapsed());
+    let wide = kubectl(env, &["get", "pods", "-A", "-o", "wide"]).await?;
+    eprintln!("kubectl get pods -A -o wide:\n{wide}");
+    let pods = json(env, &["-n", "mvdns-system", "get", "pods"]).await?;
+    let items = pods["items"].as_array().context("no items")?;
+    ensure!(items.len() == 4, "expected 2 operator and 2 DNS pods, got {}", items.len());
+    for pod in items {
+        ensure!(pod["spec"]["nodeName"] == "mvdns-node", "{} is not on the real node", pod["metadata"]["name"]);
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        ensure!(ready, "{} is not Ready", pod["metadata"]["name"]);
+    }
+
+    // 3. Backends, a record set, a client.
+    kubectl(env, &["create", "namespace", NAMESPACE]).await?;
+    let backends_file = node_dir().join("backends.yaml");
+    std::fs::write(&backends_file, BACKEND_YAML)?;
+    kubectl(env, &["apply", "-f", &backends_file.to_string_lossy()]).await?;
+    let dns_ip = json(env, &["-n", "mvdns-system", "get", "service", "mvdns"]).await?["spec"]["clusterIP"]
+        .as_str()
+        .context("the mvdns Service has no ClusterIP")?
+        .to_owned();
+    let client_file = node_dir().join("client.yaml");
+    std::fs::write(&client_file, client_yaml(&dns_ip))?;
+    kubectl(env, &["apply", "-f", &client_file.to_string_lossy()]).await?;
+    kubectl(env, &["-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/client", "--timeout=60s"]).await?;
+    time_until(Duration::from_secs(60), "all backends Ready", || async {
+        Ok(ready_backends(env).await?.len() == BACKENDS)
+    })
+    .await?;
+    let backends = ready_backends(env).await?;
+    let all: BTreeSet<String> = backends.iter().map(|(_, ip)| ip.clone()).collect();
+
+    // The ClusterIP from the host, through kube-proxy's nftables DNAT, over UDP and TCP.
+    let server = SocketAddr::new(dns_ip.parse()?, 53);
+    let ask = Ask::new(&format!("{NAME}."), RecordType::A);
+    time_until(Duration::from_secs(30), "the ClusterIP answering the backends over UDP", || async {
+        Ok(udp(server, &ask).await.map(|m| answer_data(&m).into_iter().collect::<BTreeSet<_>>() == all).unwrap_or(false))
+    })
+    .await?;
+    let over_tcp: BTreeSet<String> = answer_data(&tcp(server, &ask).await?).into_iter().collect();
+    ensure!(over_tcp == all, "over TCP the ClusterIP answered {over_tcp:?}, not {all:?}");
+
+    // The client pod's own resolvers: glibc (getent) and busybox (nslookup).
+    let (ok, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
+    ensure!(ok && getent_addresses(&out) == all, "getent ahosts {NAME} in the client pod gave {out:?}, expected {all:?}");
+    eprintln!("client pod, getent ahosts {NAME} with {BACKENDS} Ready backends:\n{out}");
+    let (ok, out) = exec(env, "client", &["getent", "hosts", NAME]).await?;
+    ensure!(ok && all.iter().any(|ip| out.starts_with(ip.as_str())), "getent hosts {NAME} gave {out:?}");
+    let (ok, out) = exec(env, "client", &["getent", "ahosts", "alias.mv.test"]).await?;
+    ensure!(ok && getent_addresses(&out) == all, "getent ahosts alias.mv.test (CNAME to {NAME}) gave {out:?}, expected {all:?}");
+    eprintln!("client pod, getent ahosts alias.mv.test (a CNAME to {NAME}):\n{out}");
+    let (ok, out) = exec(env, "client", &["nslookup", NAME, &dns_ip]).await?;
+    ensure!(ok && nslookup_addresses(&out) == all, "nslookup {NAME} in the client pod gave {out:?}, expected {all:?}");
+
+    // 4. One backend's probe breaks: out of the answers, then back.
+    let (broken, broken_ip) = backends[0].clone();
+    let answers_without = |ip: String| async move {
+        let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
+        let addresses = getent_addresses(&out);
+        anyhow::Ok(!addresses.is_empty() && !addresses.contains(&ip))
+    };
+    let (ok, _) = exec(env, &broken, &["rm", "/tmp/www/ready"]).await?;
+    ensure!(ok, "cannot break {broken}'s probe");
+    let slice_out = time_until(Duration::from_secs(30), "the EndpointSlice dropping the pod", || async {
+        Ok(!endpoint_slice_ready(env).await?.contains(&broken_ip))
+    });
+    let client_out = time_until(Duration::from_secs(30), "the client's answers dropping the pod", || {
+        answers_without(broken_ip.clone())
+    });
+    let (slice_out, client_out) = tokio::try_join!(slice_out, client_out)?;
+    let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
+    eprintln!(
+        "probe of {broken} ({broken_ip}) broken: EndpointSlice not ready after {slice_out:?}, client's answers without it after {client_out:?}\ngetent ahosts {NAME}:\n{out}"
+    );
+
+    let (ok, _) = exec(env, &broken, &["sh", "-c", "echo ok > /tmp/www/ready"]).await?;
+    ensure!(ok, "cannot mend {broken}'s probe");
+    let slice_back = time_until(Duration::from_secs(30), "the EndpointSlice taking the pod back", || async {
+        Ok(endpoint_slice_ready(env).await?.contains(&broken_ip))
+    });
+    let client_back = time_until(Duration::from_secs(30), "the client's answers taking the pod back", || async {
+        let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
+        Ok(getent_addresses(&out) == all)
+    });
+    let (slice_back, client_back) = tokio::try_join!(slice_back, client_back)?;
+    eprintln!("probe mended: EndpointSlice ready after {slice_back:?}, client's answers whole after {client_back:?}");
+    Ok(())
+}
