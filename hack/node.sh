@@ -52,6 +52,9 @@ HOST_PATHS=(/run/containerd /var/lib/kubelet /var/lib/cni)
 # The images every pod on the node can use (imagePullPolicy: Never).
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 TEST_IMAGE=mvdns.invalid/testbox:dev
+COREDNS_IMAGE=mvdns.invalid/coredns:${COREDNS_VERSION#v}
+# kube-system/kube-dns, the cluster DNS (hack/node/coredns.yaml); the kubelet's clusterDNS.
+CLUSTER_DNS=10.96.0.10
 export MVDNS_TESTENV_DIR="$ND/plane" MVDNS_ETCD_PORT=${MVDNS_NODE_ETCD_PORT:-14379}
 export MVDNS_API_PORT=${MVDNS_NODE_API_PORT:-18443} MVDNS_API_ADDRESS=$NODE_IP MVDNS_KWOK_NODES=1
 export MVDNS_KCM_CONTROLLERS='*,-nodeipam' # with the node lifecycle controller (testenv.sh)
@@ -122,7 +125,7 @@ preflight() {
 build_images() {
   local out="$ND/images" bin static
   mkdir -p "$out"
-  log "images: pause (gcc -static), $TEST_IMAGE (busybox and glibc's getent), mvdns-operator, mvdns-server"
+  log "images: pause (gcc -static), $TEST_IMAGE (busybox and glibc's getent), CoreDNS, mvdns-operator, mvdns-server"
   gcc -static -O2 -s -o "$out/pause" "$ROOT/hack/node/pause.c"
   python3 "$ROOT/hack/oci.py" "$out/pause.oci" --name pause --ref "$PAUSE_IMAGE" --user 65535:65535 \
     --entrypoint '["/pause"]' --file "$out/pause:pause:0755" --archive "$out/pause.tar"
@@ -140,6 +143,11 @@ build_images() {
   done
   python3 "$ROOT/hack/oci.py" "$out/testbox.oci" --name testbox --ref "$TEST_IMAGE" --user 65534:65534 \
     --entrypoint '["/bin/sh"]' "${args[@]}" --archive "$out/testbox.tar"
+  # CoreDNS, the cluster DNS: the binary hack/coredns-build.sh caches (MVDNS_COREDNS names it).
+  local coredns=${MVDNS_COREDNS:-$("$ROOT/hack/coredns-build.sh")}
+  python3 "$ROOT/hack/oci.py" "$out/coredns.oci" --name coredns --ref "$COREDNS_IMAGE" --user 65532:65532 \
+    --entrypoint '["/coredns"]' --file "$coredns:coredns:0755" --dir etc/coredns/main --dir etc/coredns/custom \
+    --archive "$out/coredns.tar"
   # MVDNS_STATIC_DIR: binaries built already (a test under cargo must not run cargo again).
   static=${MVDNS_STATIC_DIR:-$("$ROOT/hack/build-static.sh")}
   for bin in mvdns-operator mvdns-server; do
@@ -259,6 +267,7 @@ authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {c
 authorization: {mode: Webhook}
 podLogsDir: $ND/logs/pods
 clusterDomain: cluster.local
+clusterDNS: [$CLUSTER_DNS]
 resolvConf: $ND/resolv.conf
 failSwapOn: false
 evictionHard: {memory.available: 100Mi, nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
@@ -443,6 +452,11 @@ up() {
   echo created >"$ND/kube-proxy.tables"
   start kube-proxy env PATH="$ND/path:/usr/bin:/bin" "$BIN/kube-proxy" --config="$ND/kube-proxy.yaml"
   WATCH=kube-proxy wait_until "kube-proxy's healthz" 60 curl -sf http://127.0.0.1:20256/healthz
+  log "cluster DNS: CoreDNS ${COREDNS_VERSION} as kube-system/kube-dns on $CLUSTER_DNS"
+  sed -e "s|@CLUSTER_DNS@|$CLUSTER_DNS|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" "$ROOT/hack/node/coredns.yaml" \
+    >"$ND/coredns.yaml"
+  kubectl_admin apply -f "$ND/coredns.yaml" >/dev/null
+  wait_until "CoreDNS Available" 90 kubectl_admin -n kube-system wait --for=condition=Available deployment/coredns --timeout=1s
   log "node up in $(($(date +%s) - t0))s; $ND/plane/admin.kubeconfig is the admin kubeconfig"
 }
 

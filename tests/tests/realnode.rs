@@ -10,8 +10,12 @@
 //!    record set over them; the mvdns Service's ClusterIP answers the pods' IPs over UDP and
 //!    TCP through kube-proxy, and a client pod resolves the name with glibc's `getent` and
 //!    busybox `nslookup` through its own /etc/resolv.conf;
-//! 4. one backend's probe is broken: its IP leaves the client's answers, then comes back
-//!    when the probe passes again (times printed beside the EndpointSlice's);
+//!    then `helm upgrade` enables the chart's CoreDNS stub-domain block, and a pod with the
+//!    default dnsPolicy resolves the name through the node's CoreDNS (the kubelet's
+//!    clusterDNS), which still answers the cluster's Service names;
+//! 4. backends' probes are broken one at a time: the IP leaves that pod's answers, then
+//!    comes back when the probe passes again (20 flips; p50 and worst printed beside the
+//!    EndpointSlice's);
 //! 5. `hack/node.sh down`, and the host's state must be what it was before `up`.
 //!
 //! The node needs root and Debian's containerd, runc and CNI plugins; `hack/node.sh
@@ -33,6 +37,43 @@ const ZONE: &str = "mv.test.";
 const NAME: &str = "web.mv.test";
 const NAMESPACE: &str = "shop";
 const BACKENDS: usize = 3;
+/// kube-system/kube-dns, the node's CoreDNS (hack/node.sh).
+const CLUSTER_DNS: &str = "10.96.0.10";
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Probe flips in phase 4 (MVDNS_NODE_FLIPS, default 20: the issue's p50 and worst).
+fn flips() -> usize {
+    std::env::var("MVDNS_NODE_FLIPS").ok().and_then(|n| n.parse().ok()).unwrap_or(20)
+}
+
+/// Times from breaking (mending) a probe until the EndpointSlice and the client changed.
+#[derive(Default)]
+struct Flips {
+    slice_out: Vec<Duration>,
+    client_out: Vec<Duration>,
+    slice_back: Vec<Duration>,
+    client_back: Vec<Duration>,
+}
+
+impl Flips {
+    fn report(&self) -> String {
+        let line = |what: &str, times: &[Duration]| {
+            let mut sorted = times.to_vec();
+            sorted.sort();
+            let p50 = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+            let worst = sorted.last().copied().unwrap_or_default();
+            format!("  {what:<44} p50 {:>6.0} ms, worst {:>6.0} ms", p50.as_secs_f64() * 1e3, worst.as_secs_f64() * 1e3)
+        };
+        [
+            format!("{} probe flips (the client polls with kubectl exec getent, about 0.2 s a call):", self.slice_out.len()),
+            line("probe broken -> EndpointSlice not ready", &self.slice_out),
+            line("probe broken -> client's answers without it", &self.client_out),
+            line("probe mended -> EndpointSlice ready", &self.slice_back),
+            line("probe mended -> client's answers with it", &self.client_back),
+        ]
+        .join("\n")
+    }
+}
 
 fn node_dir() -> PathBuf {
     let root = std::fs::canonicalize(workspace_root()).unwrap_or_else(|_| workspace_root());
@@ -177,6 +218,12 @@ async fn endpoint_slice_ready(env: &TestEnv) -> Result<BTreeSet<String>> {
     Ok(ready)
 }
 
+/// The holder of the operator's leader-election Lease (the chart's default name).
+async fn lease_holder(env: &TestEnv) -> Result<String> {
+    let lease = json(env, &["-n", "mvdns-system", "get", "lease", "mvdns-operator"]).await?;
+    Ok(lease["spec"]["holderIdentity"].as_str().unwrap_or_default().to_owned())
+}
+
 /// Polls `probe` every 100 ms until it returns true, at most `limit`; returns the time taken.
 async fn time_until<F, Fut>(limit: Duration, what: &str, mut probe: F) -> Result<Duration>
 where
@@ -277,6 +324,22 @@ spec:
     )
 }
 
+/// A pod as applications are: dnsPolicy ClusterFirst, so the kubelet's clusterDNS (CoreDNS)
+/// is its resolver, with the cluster's search path and ndots:5.
+const RESIDENT_YAML: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: resident, namespace: shop}
+spec:
+  nodeSelector: {mvdns.io/node: real}
+  securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534}
+  containers:
+  - name: client
+    image: mvdns.invalid/testbox:dev
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+"#;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolver() -> Result<()> {
     if let Err(error) = node_sh(&["preflight"]) {
@@ -315,6 +378,7 @@ async fn phases(env: &TestEnv) -> Result<()> {
             "--set", "dns.image.repository=ghcr.io/mvdns/mvdns-server", "--set", "dns.image.tag=node",
             "--set", "dns.image.pullPolicy=Never",
             "--set", &format!("dns.zones={{{ZONE}}}"),
+            "--set", "tests.image=mvdns.invalid/testbox:dev",
             "--wait", "--timeout", "180s",
         ],
     )
@@ -332,6 +396,25 @@ async fn phases(env: &TestEnv) -> Result<()> {
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
         ensure!(ready, "{} is not Ready", pod["metadata"]["name"]);
     }
+
+    // `helm test`: the chart's own test pod asks the Service over UDP and TCP (its image, a
+    // busybox and dig assembled here, is the only override).
+    let tested = helm(env, &["test", "mvdns", "-n", "mvdns-system", "--logs", "--timeout", "120s"]).await?;
+    ensure!(tested.contains("Phase:          Succeeded"), "helm test did not succeed:\n{tested}");
+    eprintln!("helm test mvdns:\n{}", tested.lines().filter(|l| !l.trim().is_empty()).take(12).collect::<Vec<_>>().join("\n"));
+
+    // Two operator pods elect a leader; the leader's pod deleted, the other takes over.
+    let holder = lease_holder(env).await?;
+    let handover = Instant::now();
+    kubectl(env, &["-n", "mvdns-system", "delete", "pod", &holder, "--wait=false"]).await?;
+    let holder = &holder;
+    time_until(Duration::from_secs(60), "another operator pod holding the lease", || async move {
+        let successor = lease_holder(env).await?;
+        Ok(!successor.is_empty() && successor != *holder)
+    })
+    .await?;
+    let successor = lease_holder(env).await?;
+    eprintln!("leader {holder} deleted: {successor} holds the lease after {:?}", handover.elapsed());
 
     // 3. Backends, a record set, a client.
     kubectl(env, &["create", "namespace", NAMESPACE]).await?;
@@ -375,37 +458,76 @@ async fn phases(env: &TestEnv) -> Result<()> {
     let (ok, out) = exec(env, "client", &["nslookup", NAME, &dns_ip]).await?;
     ensure!(ok && nslookup_addresses(&out) == all, "nslookup {NAME} in the client pod gave {out:?}, expected {all:?}");
 
-    // 4. One backend's probe breaks: out of the answers, then back.
-    let (broken, broken_ip) = backends[0].clone();
-    let answers_without = |ip: String| async move {
-        let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
-        let addresses = getent_addresses(&out);
-        anyhow::Ok(!addresses.is_empty() && !addresses.contains(&ip))
-    };
-    let (ok, _) = exec(env, &broken, &["rm", "/tmp/www/ready"]).await?;
-    ensure!(ok, "cannot break {broken}'s probe");
-    let slice_out = time_until(Duration::from_secs(30), "the EndpointSlice dropping the pod", || async {
-        Ok(!endpoint_slice_ready(env).await?.contains(&broken_ip))
-    });
-    let client_out = time_until(Duration::from_secs(30), "the client's answers dropping the pod", || {
-        answers_without(broken_ip.clone())
-    });
-    let (slice_out, client_out) = tokio::try_join!(slice_out, client_out)?;
-    let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
+    // 3b. The cluster DNS, as pods use it: `helm upgrade` turns the chart's stub-domain
+    // block on, written to kube-system/coredns-custom, which the node's CoreDNS imports.
+    helm(
+        env,
+        &[
+            "upgrade", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--reuse-values",
+            "--set", "coredns.stubDomain.enabled=true",
+            "--set", "coredns.stubDomain.configMap.namespace=kube-system",
+            "--set", "coredns.stubDomain.configMap.name=coredns-custom",
+            "--wait", "--timeout", "120s",
+        ],
+    )
+    .await?;
+    let resident_file = node_dir().join("resident.yaml");
+    std::fs::write(&resident_file, RESIDENT_YAML)?;
+    kubectl(env, &["apply", "-f", &resident_file.to_string_lossy()]).await?;
+    kubectl(env, &["-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/resident", "--timeout=60s"]).await?;
+    let (_, resolv) = exec(env, "resident", &["cat", "/etc/resolv.conf"]).await?;
+    ensure!(resolv.contains(&format!("nameserver {CLUSTER_DNS}")), "the kubelet gave the pod {resolv:?}");
+    // The kubelet refreshes the ConfigMap volume within its sync period, CoreDNS's reload
+    // within 2 s.
+    let through_coredns = time_until(Duration::from_secs(90), "the stub domain in CoreDNS", || async {
+        let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+        Ok(getent_addresses(&out) == all)
+    })
+    .await?;
+    let (_, out) = exec(env, "resident", &["getent", "ahosts", "alias.mv.test"]).await?;
+    ensure!(getent_addresses(&out) == all, "through CoreDNS, getent ahosts alias.mv.test gave {out:?}");
+    let (ok, out) = exec(env, "resident", &["getent", "hosts", "web.shop.svc.cluster.local"]).await?;
+    ensure!(ok && !out.trim().is_empty(), "CoreDNS does not answer the Service name web.shop.svc.cluster.local: {out:?}");
     eprintln!(
-        "probe of {broken} ({broken_ip}) broken: EndpointSlice not ready after {slice_out:?}, client's answers without it after {client_out:?}\ngetent ahosts {NAME}:\n{out}"
+        "resident pod (dnsPolicy ClusterFirst, {resolv:?}): {NAME} through CoreDNS's stub domain {through_coredns:?} after the upgrade"
     );
 
-    let (ok, _) = exec(env, &broken, &["sh", "-c", "echo ok > /tmp/www/ready"]).await?;
-    ensure!(ok, "cannot mend {broken}'s probe");
-    let slice_back = time_until(Duration::from_secs(30), "the EndpointSlice taking the pod back", || async {
-        Ok(endpoint_slice_ready(env).await?.contains(&broken_ip))
-    });
-    let client_back = time_until(Duration::from_secs(30), "the client's answers taking the pod back", || async {
-        let (_, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
-        Ok(getent_addresses(&out) == all)
-    });
-    let (slice_back, client_back) = tokio::try_join!(slice_back, client_back)?;
-    eprintln!("probe mended: EndpointSlice ready after {slice_back:?}, client's answers whole after {client_back:?}");
+    // 4. Backends' probes break, one at a time: out of the answers, then back. The client is
+    // the resident pod, through CoreDNS, as an application in the cluster asks.
+    let mut times = Flips::default();
+    for flip in 0..flips() {
+        let (pod, ip) = backends[flip % backends.len()].clone();
+        let (ok, _) = exec(env, &pod, &["rm", "/tmp/www/ready"]).await?;
+        ensure!(ok, "cannot break {pod}'s probe");
+        let slice = time_until(LIMIT, "the EndpointSlice dropping the pod", || async {
+            Ok(!endpoint_slice_ready(env).await?.contains(&ip))
+        });
+        let client = time_until(LIMIT, "the client's answers dropping the pod", || async {
+            let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+            let addresses = getent_addresses(&out);
+            Ok(!addresses.is_empty() && !addresses.contains(&ip))
+        });
+        let (slice, client) = tokio::try_join!(slice, client)?;
+        times.slice_out.push(slice);
+        times.client_out.push(client);
+        if flip == 0 {
+            let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+            eprintln!("probe of {pod} ({ip}) broken; the resident pod's getent ahosts {NAME}:\n{out}");
+        }
+
+        let (ok, _) = exec(env, &pod, &["sh", "-c", "echo ok > /tmp/www/ready"]).await?;
+        ensure!(ok, "cannot mend {pod}'s probe");
+        let slice = time_until(LIMIT, "the EndpointSlice taking the pod back", || async {
+            Ok(endpoint_slice_ready(env).await?.contains(&ip))
+        });
+        let client = time_until(LIMIT, "the client's answers taking the pod back", || async {
+            let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+            Ok(getent_addresses(&out) == all)
+        });
+        let (slice, client) = tokio::try_join!(slice, client)?;
+        times.slice_back.push(slice);
+        times.client_back.push(client);
+    }
+    eprintln!("{}", times.report());
     Ok(())
 }
