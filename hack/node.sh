@@ -125,29 +125,34 @@ preflight() {
 build_images() {
   local out="$ND/images" bin static
   mkdir -p "$out"
-  log "images: pause (gcc -static), $TEST_IMAGE (busybox and glibc's getent), CoreDNS, mvdns-operator, mvdns-server"
+  log "images: pause (gcc -static), $TEST_IMAGE (busybox, glibc's getent, dig), CoreDNS, mvdns-operator, mvdns-server"
   gcc -static -O2 -s -o "$out/pause" "$ROOT/hack/node/pause.c"
   python3 "$ROOT/hack/oci.py" "$out/pause.oci" --name pause --ref "$PAUSE_IMAGE" --user 65535:65535 \
     --entrypoint '["/pause"]' --file "$out/pause:pause:0755" --archive "$out/pause.tar"
-  # The test image: busybox (httpd for backends, nslookup, sh) and glibc's own getent with
-  # its loader and libc, so that a pod resolves names through glibc's stub resolver.
+  # The test image: busybox (httpd for backends, nslookup, sh), glibc's own getent and
+  # BIND's dig (the chart's `helm test` runs it) with the shared libraries ldd names: the
+  # pods resolve names through glibc's stub resolver, as applications do.
   local args=(--file /bin/busybox:bin/busybox:0755 --file /usr/bin/getent:usr/bin/getent:0755
-    --file /lib/x86_64-linux-gnu/libc.so.6:lib/x86_64-linux-gnu/libc.so.6:0755
-    --file /lib64/ld-linux-x86-64.so.2:lib64/ld-linux-x86-64.so.2:0755
-    --text "etc/nsswitch.conf=hosts: files dns\n" --dir tmp:1777 --dir www:0755
+    --file /usr/bin/dig:usr/bin/dig:0755
+    --text "etc/nsswitch.conf=hosts: files dns\n" --dir tmp:1777
     --text "etc/passwd=root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
     --text "etc/group=root:x:0:\nnobody:x:65534:\n")
+  local lib
+  for lib in $(ldd /usr/bin/getent /usr/bin/dig | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\// && $i !~ /:$/) print $i}' | sort -u); do
+    args+=(--file "$lib:${lib#/}:0755")
+  done
   local applet
-  for applet in sh cat echo env grep httpd kill ls mkdir nslookup printf ps rm sed sleep test timeout touch wget; do
+  for applet in sh cat cut date echo env grep httpd kill ls mkdir nslookup printf ps rm sed sleep test timeout \
+    touch wc wget; do
     args+=(--symlink "bin/$applet:busybox")
   done
   python3 "$ROOT/hack/oci.py" "$out/testbox.oci" --name testbox --ref "$TEST_IMAGE" --user 65534:65534 \
-    --entrypoint '["/bin/sh"]' "${args[@]}" --archive "$out/testbox.tar"
+    --entrypoint '["/bin/sh"]' "${args[@]}" --fast --archive "$out/testbox.tar"
   # CoreDNS, the cluster DNS: the binary hack/coredns-build.sh caches (MVDNS_COREDNS names it).
   local coredns=${MVDNS_COREDNS:-$("$ROOT/hack/coredns-build.sh")}
   python3 "$ROOT/hack/oci.py" "$out/coredns.oci" --name coredns --ref "$COREDNS_IMAGE" --user 65532:65532 \
     --entrypoint '["/coredns"]' --file "$coredns:coredns:0755" --dir etc/coredns/main --dir etc/coredns/custom \
-    --archive "$out/coredns.tar"
+    --fast --archive "$out/coredns.tar"
   # MVDNS_STATIC_DIR: binaries built already (a test under cargo must not run cargo again).
   static=${MVDNS_STATIC_DIR:-$("$ROOT/hack/build-static.sh")}
   for bin in mvdns-operator mvdns-server; do

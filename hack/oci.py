@@ -13,6 +13,7 @@
     --workdir DIR
     --label K=V               OCI labels (config) and the manifest's title/version/revision
     --archive FILE            also pack the layout as a tar, as `ctr images import` takes it
+    --fast                    gzip level 1 instead of 9 (big test images, built on every run)
 
 OUTDIR gets oci-layout, index.json and blobs/sha256/. The index entry names the image twice:
 `org.opencontainers.image.ref.name` (REF's tag, as OCI tools read it) and
@@ -105,6 +106,7 @@ def main():
     p.add_argument("--workdir", default="/")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("--archive")
+    p.add_argument("--fast", action="store_true")
     args = p.parse_args()
 
     raw = io.BytesIO()
@@ -113,7 +115,7 @@ def main():
             tar.addfile(info, data)
     layer_tar = raw.getvalue()
     gz = io.BytesIO()
-    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=9) as g:
+    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=1 if args.fast else 9) as g:
         g.write(layer_tar)
 
     os.makedirs(f"{args.out}/blobs/sha256", exist_ok=True)

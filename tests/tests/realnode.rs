@@ -401,7 +401,8 @@ async fn phases(env: &TestEnv) -> Result<()> {
     // busybox and dig assembled here, is the only override).
     let tested = helm(env, &["test", "mvdns", "-n", "mvdns-system", "--logs", "--timeout", "120s"]).await?;
     ensure!(tested.contains("Phase:          Succeeded"), "helm test did not succeed:\n{tested}");
-    eprintln!("helm test mvdns:\n{}", tested.lines().filter(|l| !l.trim().is_empty()).take(12).collect::<Vec<_>>().join("\n"));
+    let summary: Vec<&str> = tested.lines().filter(|l| l.starts_with("Phase:") || l.starts_with("ok: ")).collect();
+    eprintln!("helm test mvdns --logs:\n{}", summary.join("\n"));
 
     // Two operator pods elect a leader; the leader's pod deleted, the other takes over.
     let holder = lease_holder(env).await?;
