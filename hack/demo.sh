@@ -3,8 +3,9 @@
 # and the DNS server running under the chart's ServiceAccounts, a sample record set over
 # simulated pods and one health-checked endpoint the demo serves on 127.0.0.2, real DNS
 # answers; then one pod turned unready, and the endpoint turned unhealthy and back, with
-# how long each took to reach the answers. Every packet stays on loopback.
-# Leaves everything running; `hack/testenv.sh down` stops it all.
+# how long each took to reach the answers. Every packet stays on loopback. Then the same
+# on real pods, on a real node (hack/demo-node.sh), where the machine allows one.
+# Leaves the first part running; `hack/testenv.sh down` stops it all.
 LOG_TAG=demo
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -165,4 +166,8 @@ log "$ENDPOINT_IP is back in the answers ${took}s after its endpoint recovered"
 check_of "$ENDPOINT_IP"; echo
 answers
 echo
-log "still running: eval \"\$(hack/testenv.sh env)\" for kubectl; logs in $D/demo-*.log; hack/testenv.sh down stops everything"
+echo
+log "part 2: the same on real pods (a kubelet, containerd and kube-proxy on this machine)"
+"$ROOT/hack/demo-node.sh"
+echo
+log "still running: the first part's plane; eval \"\$(hack/testenv.sh env)\" for kubectl; logs in $D/demo-*.log; hack/testenv.sh down stops everything"

@@ -242,63 +242,8 @@ where
     }
 }
 
-const BACKEND_YAML: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      nodeSelector: {mvdns.io/node: real}
-      securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534}
-      containers:
-      - name: httpd
-        image: mvdns.invalid/testbox:dev
-        imagePullPolicy: Never
-        # /tmp/www/ready is the readiness file: the test removes it to break the probe.
-        command: [sh, -c, "mkdir -p /tmp/www && echo ok > /tmp/www/ready && exec httpd -f -p 8080 -h /tmp/www"]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /ready, port: http}
-          periodSeconds: 1
-          failureThreshold: 1
-          successThreshold: 1
----
-# A Service over the same pods, only so that the EndpointSlice controller publishes the
-# readiness the test compares mvdns's answers with.
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: mvdns.io/v1alpha1
-kind: MultiValueRecordSet
-metadata: {name: web, namespace: shop}
-spec:
-  name: web.mv.test.
-  type: A
-  ttl: 5
-  maxAnswers: 8
-  podSelector:
-    matchLabels: {app: web}
----
-# A CNAME to it, in the same zone: the server follows the chain and adds the target's
-# addresses, so that glibc (which does not chase a bare CNAME from a server it asks
-# directly) gets them.
-apiVersion: mvdns.io/v1alpha1
-kind: MultiValueRecordSet
-metadata: {name: alias, namespace: shop}
-spec:
-  name: alias.mv.test.
-  type: CNAME
-  ttl: 5
-  values: [{value: web.mv.test.}]
-"#;
+/// The backends, the record sets and the resident client (also the demo's).
+const REAL_PODS: &str = "examples/real-pods.yaml";
 
 /// The client: resolv.conf names the mvdns Service alone (CoreDNS as the cluster's DNS comes
 /// in a later step), so every lookup goes the pod's libc -> ClusterIP -> kube-proxy -> mvdns.
@@ -323,22 +268,6 @@ spec:
 "#
     )
 }
-
-/// A pod as applications are: dnsPolicy ClusterFirst, so the kubelet's clusterDNS (CoreDNS)
-/// is its resolver, with the cluster's search path and ndots:5.
-const RESIDENT_YAML: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: resident, namespace: shop}
-spec:
-  nodeSelector: {mvdns.io/node: real}
-  securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534}
-  containers:
-  - name: client
-    image: mvdns.invalid/testbox:dev
-    imagePullPolicy: Never
-    command: [sleep, "3600"]
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolver() -> Result<()> {
@@ -418,10 +347,7 @@ async fn phases(env: &TestEnv) -> Result<()> {
     eprintln!("leader {holder} deleted: {successor} holds the lease after {:?}", handover.elapsed());
 
     // 3. Backends, a record set, a client.
-    kubectl(env, &["create", "namespace", NAMESPACE]).await?;
-    let backends_file = node_dir().join("backends.yaml");
-    std::fs::write(&backends_file, BACKEND_YAML)?;
-    kubectl(env, &["apply", "-f", &backends_file.to_string_lossy()]).await?;
+    kubectl(env, &["apply", "-f", &root.join(REAL_PODS).to_string_lossy()]).await?;
     let dns_ip = json(env, &["-n", "mvdns-system", "get", "service", "mvdns"]).await?["spec"]["clusterIP"]
         .as_str()
         .context("the mvdns Service has no ClusterIP")?
@@ -472,9 +398,6 @@ async fn phases(env: &TestEnv) -> Result<()> {
         ],
     )
     .await?;
-    let resident_file = node_dir().join("resident.yaml");
-    std::fs::write(&resident_file, RESIDENT_YAML)?;
-    kubectl(env, &["apply", "-f", &resident_file.to_string_lossy()]).await?;
     kubectl(env, &["-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/resident", "--timeout=60s"]).await?;
     let (_, resolv) = exec(env, "resident", &["cat", "/etc/resolv.conf"]).await?;
     ensure!(resolv.contains(&format!("nameserver {CLUSTER_DNS}")), "the kubelet gave the pod {resolv:?}");
