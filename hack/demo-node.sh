@@ -77,6 +77,7 @@ kubectl -n "$NS" exec "$pod" -- rm /tmp/www/ready
 without=$(for a in $all; do [ "$a" = "$ip" ] || echo "$a"; done | sort | tr '\n' ' ')
 took=$(wait_resolved "$without")
 log "$ip left the pod's answers ${took}s after its probe broke"
+echo "\$ kubectl -n $NS get mvrs"
 kubectl -n "$NS" get mvrs
 kubectl -n "$NS" exec resident -- getent ahosts "$NAME"
 log "mending the probe"
