@@ -133,6 +133,16 @@ pub fn condition(status: &MultiValueRecordSetStatus, type_: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The message of the condition `type_` ("" when there is none).
+pub fn condition_message(status: &MultiValueRecordSetStatus, type_: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 pub fn healthy_values(status: &MultiValueRecordSetStatus) -> Vec<String> {
     status
         .values

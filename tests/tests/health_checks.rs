@@ -247,12 +247,7 @@ async fn checks_on_refused_addresses_send_nothing_and_are_not_served() -> Result
     let served: Vec<&str> = status.values.iter().map(|v| v.value.as_str()).collect();
     assert_eq!(served, ["127.0.0.3"], "only the allowed value is in status, so only it is served");
     assert_eq!((status.healthy_count, status.total_count), (1, 1));
-    let message = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "ProbeRefused")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&status, "ProbeRefused");
     for rule in [
         "spec.values[0] (127.0.0.100): 127.0.0.100 is loopback: refused by default",
         "spec.values[1] (127.0.0.1): 127.0.0.1 is the API server's address",

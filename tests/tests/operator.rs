@@ -208,12 +208,7 @@ async fn dual_stack_srv_and_static_values() -> Result<()> {
         condition(s, "InvalidSpec") == "True"
     })
     .await?;
-    let message = missing
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "InvalidSpec")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&missing, "InvalidSpec");
     assert!(message.contains("named port \"grpc\""), "{message}");
     assert_eq!(missing.total_count, 0);
     operator.stop().await;
@@ -236,12 +231,7 @@ async fn the_oldest_namespace_owns_a_name() -> Result<()> {
     let young_sets: Api<MultiValueRecordSet> = second.api();
     let young = wait_status(&young_sets, "web", LIMIT, |s| condition(s, "Conflict") == "True").await?;
     assert_eq!(condition(&young, "Ready"), "False", "a conflicting set is not served");
-    let message = young
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Conflict")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&young, "Conflict");
     assert!(message.contains(&first.name), "the winner is named: {message}");
     let old = wait_status(&old_sets, "web", LIMIT, |s| condition(s, "Ready") == "True").await?;
     assert_eq!(condition(&old, "Conflict"), "False");

@@ -16,7 +16,8 @@
 //! 4. backends' probes are broken one at a time: the IP leaves that pod's answers, then
 //!    comes back when the probe passes again (20 flips; p50 and worst printed beside the
 //!    EndpointSlice's);
-//! 5. `hack/node.sh down`, and the host's state must be what it was before `up`.
+//! 5. mvdns scaled to zero: the cluster's Service names still resolve through CoreDNS;
+//! 6. `hack/node.sh down`, and the host's state must be what it was before `up`.
 //!
 //! The node needs root and Debian's containerd, runc and CNI plugins; `hack/node.sh
 //! preflight` says why it cannot start, and this test then fails with that reason.
@@ -285,7 +286,7 @@ async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolv
     };
     phases(&env).await?;
 
-    // 5. Down, and the host as it was.
+    // 6. Down, and the host as it was.
     drop(guard);
     let after = node_sh(&["snapshot"])?;
     let diff = snapshot_diff(&before, &after);
@@ -415,6 +416,19 @@ async fn phases(env: &TestEnv) -> Result<()> {
     eprintln!(
         "resident pod (dnsPolicy ClusterFirst, {resolv:?}): {NAME} through CoreDNS's stub domain {through_coredns:?} after the upgrade"
     );
+    // SRV through the same path: one record per Ready pod, on the pods' port.
+    let (ok, out) = exec(env, "resident", &["nslookup", "-type=SRV", "_http._tcp.web.mv.test"]).await?;
+    let srv = out.lines().filter(|line| line.contains("service =") && line.contains(" 8080 ")).count();
+    ensure!(ok && srv == BACKENDS, "nslookup -type=SRV _http._tcp.web.mv.test gave {out:?}");
+    // A CNAME out of the zones (to the cluster's Service name): mvdns answers the CNAME
+    // alone; CoreDNS's forward does not chase it, and glibc does not ask again for the
+    // target, so the pod gets no address. Asserted as documented (docs/real-node.md): if
+    // this ever resolves, the documentation is stale.
+    let (ok, out) = exec(env, "resident", &["getent", "ahosts", "svc.mv.test"]).await?;
+    ensure!(!ok && getent_addresses(&out).is_empty(), "getent ahosts svc.mv.test (CNAME out of the zone) gave {out:?}");
+    let (_, cname) = exec(env, "resident", &["nslookup", "-type=CNAME", "svc.mv.test"]).await?;
+    ensure!(cname.contains("web.shop.svc.cluster.local"), "nslookup -type=CNAME svc.mv.test gave {cname:?}");
+    eprintln!("out-of-zone CNAME svc.mv.test -> web.shop.svc.cluster.local: getent ahosts fails (no address); nslookup shows the CNAME");
 
     // 4. Backends' probes break, one at a time: out of the answers, then back. The client is
     // the resident pod, through CoreDNS, as an application in the cluster asks.
@@ -453,5 +467,17 @@ async fn phases(env: &TestEnv) -> Result<()> {
         times.client_back.push(client);
     }
     eprintln!("{}", times.report());
+
+    // 5. mvdns gone: the cluster's own names still resolve through CoreDNS; only the mvdns
+    // zone fails.
+    kubectl(env, &["-n", "mvdns-system", "scale", "deployment/mvdns-dns", "--replicas=0"]).await?;
+    kubectl(env, &["-n", "mvdns-system", "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=dns", "--timeout=60s"]).await?;
+    let (ok, out) = exec(env, "resident", &["getent", "hosts", "web.shop.svc.cluster.local"]).await?;
+    ensure!(ok && !out.trim().is_empty(), "with mvdns gone, the Service name did not resolve: {out:?}");
+    let (ok, _) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+    ensure!(!ok, "with mvdns gone, {NAME} still resolved");
+    let coredns = json(env, &["-n", "kube-system", "get", "deployment", "coredns"]).await?;
+    ensure!(coredns["status"]["readyReplicas"] == 1, "CoreDNS is not Ready with mvdns gone: {}", coredns["status"]);
+    eprintln!("mvdns scaled to 0: web.shop.svc.cluster.local still resolves, {NAME} does not, CoreDNS Ready");
     Ok(())
 }
