@@ -17,7 +17,10 @@
 //!    comes back when the probe passes again (20 flips; p50 and worst printed beside the
 //!    EndpointSlice's);
 //! 5. mvdns scaled to zero: the cluster's Service names still resolve through CoreDNS;
-//! 6. `hack/node.sh down`, and the host's state must be what it was before `up`.
+//! 6. the sidecar shape: the chart's patch puts mvdns-server into the CoreDNS pod, the zone
+//!    is forwarded to 127.0.0.1, and with the mvdns Deployment still at zero the name
+//!    resolves again; no lookup of a Service name fails during CoreDNS's rollout;
+//! 7. `hack/node.sh down`, and the host's state must be what it was before `up`.
 //!
 //! The node needs root and Debian's containerd, runc and CNI plugins; `hack/node.sh
 //! preflight` says why it cannot start, and this test then fails with that reason.
@@ -286,7 +289,7 @@ async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolv
     };
     phases(&env).await?;
 
-    // 6. Down, and the host as it was.
+    // 7. Down, and the host as it was.
     drop(guard);
     let after = node_sh(&["snapshot"])?;
     let diff = snapshot_diff(&before, &after);
@@ -479,5 +482,62 @@ async fn phases(env: &TestEnv) -> Result<()> {
     let coredns = json(env, &["-n", "kube-system", "get", "deployment", "coredns"]).await?;
     ensure!(coredns["status"]["readyReplicas"] == 1, "CoreDNS is not Ready with mvdns gone: {}", coredns["status"]);
     eprintln!("mvdns scaled to 0: web.shop.svc.cluster.local still resolves, {NAME} does not, CoreDNS Ready");
+
+    // 6. The sidecar shape: mvdns-server in the CoreDNS pod, the zone forwarded to
+    // 127.0.0.1. The mvdns Deployment stays at zero, so an answer can only come from the
+    // sidecar. The chart renders the block, the RBAC and the patch; the patch is applied
+    // with the command the chart documents.
+    helm(
+        env,
+        &[
+            "upgrade", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--reuse-values",
+            "--set", "coredns.sidecar.enabled=true", "--wait", "--timeout", "120s",
+        ],
+    )
+    .await?;
+    let patch = kubectl(
+        env,
+        &["-n", "mvdns-system", "get", "configmap", "mvdns-coredns-sidecar", "-o", "jsonpath={.data.patch\\.yaml}"],
+    )
+    .await?;
+    ensure!(patch.contains("--listen=127.0.0.1:"), "the rendered patch: {patch}");
+    kubectl(env, &["-n", "kube-system", "patch", "deployment", "coredns", "--patch", &patch]).await?;
+    // While the new CoreDNS pod (with mvdns beside it) starts and the old one goes, the
+    // cluster's own names never stop resolving.
+    let rollout = env.kubectl(&["-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"]);
+    let watch_names = async {
+        let mut asked = 0;
+        let mut failed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (ok, _) = exec(env, "resident", &["getent", "hosts", "web.shop.svc.cluster.local"]).await?;
+            asked += 1;
+            if !ok {
+                failed.push(asked);
+            }
+            let pods = json(env, &["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]).await?;
+            let items = pods["items"].as_array().map_or(0, Vec::len);
+            let rolled = items == 1
+                && pods["items"][0]["spec"]["containers"].as_array().is_some_and(|c| c.len() == 2)
+                && pods["items"][0]["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            if rolled || Instant::now() > deadline {
+                return anyhow::Ok((asked, failed));
+            }
+        }
+    };
+    let (rolled, watched) = tokio::join!(rollout, watch_names);
+    rolled?;
+    let (asked, failed) = watched?;
+    ensure!(failed.is_empty(), "during the CoreDNS rollout, {} of {asked} lookups of a Service name failed", failed.len());
+    let through_sidecar = time_until(Duration::from_secs(60), "the name through the sidecar", || async {
+        let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
+        Ok(getent_addresses(&out) == all)
+    })
+    .await?;
+    eprintln!(
+        "sidecar: CoreDNS rolled with mvdns beside it, {asked} Service-name lookups during the rollout all answered; {NAME} through 127.0.0.1 {through_sidecar:?} after the rollout (the mvdns Deployment at zero)"
+    );
     Ok(())
 }

@@ -112,3 +112,53 @@ live Service's (lookup; empty in `helm template`). */}}
 {{- end -}}
 {{- join ";" $entries -}}
 {{- end -}}
+
+{{/* The DNS server's flags after its listen addresses: the Deployment's and the CoreDNS
+sidecar's (coredns.sidecar) are the same server. */}}
+{{- define "mvdns.dnsServeArgs" -}}
+{{- $v := .Values.dns }}
+{{- $watch := include "mvdns.dnsWatchNamespace" . }}
+- --log-format={{ .Values.logFormat }}
+{{- with $watch }}
+- --namespace={{ . }}
+{{- end }}
+{{- with $v.soa.mname }}
+- --soa-mname={{ . }}
+{{- end }}
+{{- with $v.soa.rname }}
+- --soa-rname={{ . }}
+{{- end }}
+{{- range $v.nameservers }}
+- --nameserver={{ . }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.negativeTtl) }}
+- --negative-ttl={{ $v.negativeTtl }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.maxTcpConnections) }}
+- --max-tcp-connections={{ $v.maxTcpConnections }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.tcpIdleTimeoutSeconds) }}
+- --tcp-idle-timeout-seconds={{ $v.tcpIdleTimeoutSeconds }}
+{{- end }}
+{{- with $v.rateLimit }}
+{{- if .responsesPerSecond }}
+- --rrl-responses-per-second={{ .responsesPerSecond }}
+- --rrl-slip={{ .slip | default 0 }}
+{{- end }}
+{{- end }}
+{{- range $v.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The DNS server's environment: its zones and who may publish in them. */}}
+{{- define "mvdns.dnsEnv" -}}
+{{- $v := .Values.dns }}
+# Comma-separated zones (the server also takes repeated --zone flags).
+- name: MVDNS_ZONES
+  value: {{ join "," $v.zones | quote }}
+{{- with $v.restrictedZones }}
+- name: MVDNS_RESTRICTED_ZONES
+  value: {{ include "mvdns.restrictedZones" . | quote }}
+{{- end }}
+{{- end -}}
