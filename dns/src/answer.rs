@@ -353,11 +353,19 @@ mod tests {
             .iter()
             .map(|ip| json!({"value": ip, "healthy": true, "source": format!("pod/{ip}")}))
             .collect();
-        (format!("pods-{name}"), json!({"name": name, "type": "A", "podSelector": {}}), json!(values))
+        (
+            format!("pods-{name}"),
+            json!({"name": name, "type": "A", "podSelector": {}}),
+            json!(values),
+        )
     }
 
     fn summary(answer: &Answer) -> Vec<String> {
-        answer.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect()
+        answer
+            .answers
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+            .collect()
     }
 
     #[test]
@@ -370,14 +378,26 @@ mod tests {
         let answer = ask(&index, "Alias.example.internal.", RecordType::A);
         assert_eq!(answer.rcode, ResponseCode::NoError);
         let lines = summary(&answer);
-        assert_eq!(lines[..2], ["Alias.example.internal. CNAME hop.example.internal.", "hop.example.internal. CNAME web.example.internal."]);
+        assert_eq!(
+            lines[..2],
+            [
+                "Alias.example.internal. CNAME hop.example.internal.",
+                "hop.example.internal. CNAME web.example.internal."
+            ]
+        );
         let addresses: BTreeSet<_> = lines[2..].iter().cloned().collect();
         let expected: BTreeSet<_> = ["web.example.internal. A 192.0.2.1", "web.example.internal. A 192.0.2.2"]
             .map(String::from)
             .into();
-        assert_eq!(addresses, expected, "the target's healthy values, under the target's name");
+        assert_eq!(
+            addresses, expected,
+            "the target's healthy values, under the target's name"
+        );
         // Asked for the CNAME itself, or ANY: the CNAME alone.
-        assert_eq!(ask(&index, "alias.example.internal.", RecordType::CNAME).answers.len(), 1);
+        assert_eq!(
+            ask(&index, "alias.example.internal.", RecordType::CNAME).answers.len(),
+            1
+        );
         assert_eq!(ask(&index, "alias.example.internal.", RecordType::ANY).answers.len(), 1);
     }
 
@@ -392,15 +412,26 @@ mod tests {
             pods("web.example.internal", &["192.0.2.1"]),
         ]);
         let nx = ask(&index, "gone.example.internal.", RecordType::A);
-        assert_eq!((nx.rcode, nx.answers.len()), (ResponseCode::NXDomain, 1), "RFC 6604: the target's NXDOMAIN");
+        assert_eq!(
+            (nx.rcode, nx.answers.len()),
+            (ResponseCode::NXDomain, 1),
+            "RFC 6604: the target's NXDOMAIN"
+        );
         assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
         let nodata = ask(&index, "v6.example.internal.", RecordType::AAAA);
         assert_eq!((nodata.rcode, nodata.answers.len()), (ResponseCode::NoError, 1));
         assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
         let out = ask(&index, "out.example.internal.", RecordType::A);
-        assert_eq!((out.rcode, out.answers.len(), out.authorities.len()), (ResponseCode::NoError, 1, 0));
+        assert_eq!(
+            (out.rcode, out.answers.len(), out.authorities.len()),
+            (ResponseCode::NoError, 1, 0)
+        );
         let looped = ask(&index, "loop-a.example.internal.", RecordType::A);
-        assert_eq!((looped.rcode, summary(&looped).len()), (ResponseCode::NoError, 2), "each name once");
+        assert_eq!(
+            (looped.rcode, summary(&looped).len()),
+            (ResponseCode::NoError, 2),
+            "each name once"
+        );
     }
 
     #[test]

@@ -85,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
 
-    let kube_config = kube::Config::infer().await.context("no Kubernetes client configuration")?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("no Kubernetes client configuration")?;
     let probe_policy = protected_addresses(&kube_config, &args.own_addresses)
         .await
         .into_iter()
@@ -139,7 +141,12 @@ async fn protected_addresses(config: &kube::Config, own: &[IpAddr]) -> Vec<(IpAd
         .iter()
         .map(|ip| (*ip, "this operator's own address".to_owned()))
         .collect();
-    let host = config.cluster_url.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let host = config
+        .cluster_url
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     let port = config.cluster_url.port_u16().unwrap_or(443);
     let api_server: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
@@ -148,7 +155,11 @@ async fn protected_addresses(config: &kube::Config, own: &[IpAddr]) -> Vec<(IpAd
             .map(|addresses| addresses.map(|a| a.ip()).collect())
             .unwrap_or_default(),
     };
-    protected.extend(api_server.into_iter().map(|ip| (ip, "the API server's address".to_owned())));
+    protected.extend(
+        api_server
+            .into_iter()
+            .map(|ip| (ip, "the API server's address".to_owned())),
+    );
     protected
 }
 

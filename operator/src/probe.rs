@@ -323,7 +323,11 @@ mod tests {
     #[test]
     fn a_name_connects_to_its_first_allowed_address() {
         let policy = ProbePolicy::parse(&["127.0.0.2/32".into(), "10.0.0.0/8".into()], &[]).expect("valid");
-        let resolved = [socket("169.254.169.254:80"), socket("10.1.0.1:80"), socket("127.0.0.2:80")];
+        let resolved = [
+            socket("169.254.169.254:80"),
+            socket("10.1.0.1:80"),
+            socket("127.0.0.2:80"),
+        ];
         assert_eq!(first_allowed(&resolved, &policy), Ok(socket("10.1.0.1:80")));
         let refused = first_allowed(&resolved[..1], &policy);
         assert!(
@@ -341,7 +345,8 @@ mod tests {
         // A listener on a loopback address the policy does not name: no connection may arrive.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let check: HealthCheck = serde_json::from_value(serde_json::json!({"type": "TCP", "port": port, "invert": true}))?;
+        let check: HealthCheck =
+            serde_json::from_value(serde_json::json!({"type": "TCP", "port": port, "invert": true}))?;
         let outcome = probe("127.0.0.1", &check, &ProbePolicy::default()).await;
         assert!(!outcome.healthy, "an inverted check that was refused is not healthy");
         let refusal = outcome.refused.map(|r| r.0).unwrap_or_default();

@@ -174,7 +174,10 @@ impl ProbePolicy {
             return Err(Refusal(format!("{address} is {what}: never probed")));
         }
         if let Some((class, class_block)) = special_class(address) {
-            let named = self.allow.iter().any(|c| c.contains(address) && c.is_within(&class_block));
+            let named = self
+                .allow
+                .iter()
+                .any(|c| c.contains(address) && c.is_within(&class_block));
             if !named {
                 return Err(Refusal(format!(
                     "{address} is {class}: refused by default (--probe-allow-cidr can allow it by naming it, e.g. {address}/{})",
@@ -234,9 +237,16 @@ mod tests {
     fn a_special_address_is_allowed_only_by_a_block_inside_its_class() {
         let demo = policy(&["127.0.0.2/32"], &[]);
         assert_eq!(demo.check(ip("127.0.0.2")), Ok(()));
-        assert_eq!(demo.check(ip("::ffff:127.0.0.2")), Ok(()), "the mapped form is the same address");
+        assert_eq!(
+            demo.check(ip("::ffff:127.0.0.2")),
+            Ok(()),
+            "the mapped form is the same address"
+        );
         assert!(demo.check(ip("127.0.0.3")).is_err());
-        assert!(demo.check(ip("10.0.0.1")).is_err(), "an allow list allows only its blocks");
+        assert!(
+            demo.check(ip("10.0.0.1")).is_err(),
+            "an allow list allows only its blocks"
+        );
 
         let wide = policy(&["0.0.0.0/0", "::/0"], &[]);
         for refused in ["127.0.0.1", "169.254.169.254", "::1", "fe80::1"] {
@@ -254,14 +264,30 @@ mod tests {
         assert!(denied.0.contains("--probe-deny-cidr 10.96.0.0/12"), "{denied}");
         let protected = rules.check(ip("::ffff:127.0.0.1")).expect_err("protected");
         assert!(protected.0.contains("the API server's address"), "{protected}");
-        assert_eq!(rules.check(ip("127.0.0.9")), Ok(()), "named by 127.0.0.0/8, inside loopback");
-        assert!(rules.check(ip("192.168.1.1")).expect_err("outside").0.contains("no --probe-allow-cidr"));
+        assert_eq!(
+            rules.check(ip("127.0.0.9")),
+            Ok(()),
+            "named by 127.0.0.0/8, inside loopback"
+        );
+        assert!(
+            rules
+                .check(ip("192.168.1.1"))
+                .expect_err("outside")
+                .0
+                .contains("no --probe-allow-cidr")
+        );
     }
 
     #[test]
     fn blocks_parse_and_name_their_errors() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().map(|c| c.to_string()), Ok("10.0.0.0/8".into()));
-        assert_eq!("fd00::1".parse::<Cidr>().map(|c| c.to_string()), Ok("fd00::1/128".into()));
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().map(|c| c.to_string()),
+            Ok("10.0.0.0/8".into())
+        );
+        assert_eq!(
+            "fd00::1".parse::<Cidr>().map(|c| c.to_string()),
+            Ok("fd00::1/128".into())
+        );
         assert_eq!(
             "::ffff:10.0.0.0/104".parse::<Cidr>().map(|c| c.to_string()),
             Err("\"::ffff:10.0.0.0/104\" is not an address block (e.g. 10.0.0.0/8, 127.0.0.2/32, fd00::/8)".into()),
@@ -289,14 +315,32 @@ mod tests {
             let v4 = next() % 3 != 0;
             let (block, address, prefix, width) = if v4 {
                 let base = next() as u32;
-                let other = if next() % 2 == 0 { base ^ (1 << (next() % 32)) } else { next() as u32 };
+                let other = if next() % 2 == 0 {
+                    base ^ (1 << (next() % 32))
+                } else {
+                    next() as u32
+                };
                 let prefix = (next() % 33) as u8;
-                (IpAddr::V4(Ipv4Addr::from(base)), IpAddr::V4(Ipv4Addr::from(other)), prefix, 32)
+                (
+                    IpAddr::V4(Ipv4Addr::from(base)),
+                    IpAddr::V4(Ipv4Addr::from(other)),
+                    prefix,
+                    32,
+                )
             } else {
                 let base = (u128::from(next()) << 64) | u128::from(next());
-                let other = if next() % 2 == 0 { base ^ (1 << (next() % 128)) } else { base.rotate_left(1) };
+                let other = if next() % 2 == 0 {
+                    base ^ (1 << (next() % 128))
+                } else {
+                    base.rotate_left(1)
+                };
                 let prefix = (next() % 129) as u8;
-                (IpAddr::V6(Ipv6Addr::from(base)), IpAddr::V6(Ipv6Addr::from(other)), prefix, 128)
+                (
+                    IpAddr::V6(Ipv6Addr::from(base)),
+                    IpAddr::V6(Ipv6Addr::from(other)),
+                    prefix,
+                    128,
+                )
             };
             let cidr = Cidr::new(block, prefix).expect("prefix within width");
             let model = match (block, address) {

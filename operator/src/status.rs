@@ -168,7 +168,12 @@ fn invalid_spec_condition(problems: &[String]) -> ConditionParts {
 
 fn probe_refused_condition(refused: &[String]) -> ConditionParts {
     if refused.is_empty() {
-        (PROBE_REFUSED, false, "ProbesAllowed", "every health check may run".into())
+        (
+            PROBE_REFUSED,
+            false,
+            "ProbesAllowed",
+            "every health check may run".into(),
+        )
     } else {
         (
             PROBE_REFUSED,
@@ -375,10 +380,20 @@ mod tests {
         refused.computed.refused = vec!["spec.values[0] (127.0.0.1): 127.0.0.1 is loopback".into()];
         let status = desired_status(None, refused.clone(), &at(10));
         let probe_refused = condition(&status, PROBE_REFUSED);
-        assert_eq!((probe_refused.status.as_str(), probe_refused.reason.as_str()), ("True", PROBE_REFUSED));
-        assert!(probe_refused.message.contains("127.0.0.1 is loopback"), "{}", probe_refused.message);
+        assert_eq!(
+            (probe_refused.status.as_str(), probe_refused.reason.as_str()),
+            ("True", PROBE_REFUSED)
+        );
+        assert!(
+            probe_refused.message.contains("127.0.0.1 is loopback"),
+            "{}",
+            probe_refused.message
+        );
         let events = transitions(None, &status);
-        assert!(events.iter().any(|e| e.reason == PROBE_REFUSED && e.warning), "{events:?}");
+        assert!(
+            events.iter().any(|e| e.reason == PROBE_REFUSED && e.warning),
+            "{events:?}"
+        );
         let again = desired_status(Some(&status), refused, &at(20));
         assert!(transitions(Some(&status), &again).is_empty(), "no repeated Event");
         let allowed = desired_status(Some(&again), input(2, 0), &at(30));

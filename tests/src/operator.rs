@@ -23,7 +23,13 @@ use crate::{
 /// The loopback addresses test endpoints bind (127.0.0.2 to 127.0.0.63): the only ones the
 /// tests' operators may probe. 127.0.0.1 is the API server's (and would be the operator's
 /// admin port's) and stays refused, as does the rest of 127.0.0.0/8.
-pub const TEST_ENDPOINT_BLOCKS: [&str; 5] = ["127.0.0.2/31", "127.0.0.4/30", "127.0.0.8/29", "127.0.0.16/28", "127.0.0.32/27"];
+pub const TEST_ENDPOINT_BLOCKS: [&str; 5] = [
+    "127.0.0.2/31",
+    "127.0.0.4/30",
+    "127.0.0.8/29",
+    "127.0.0.16/28",
+    "127.0.0.32/27",
+];
 
 /// The probe-target policy of the tests' operators, as the binary builds it with
 /// `--probe-allow-cidr` set to [`TEST_ENDPOINT_BLOCKS`] and the API server on 127.0.0.1.

@@ -245,7 +245,11 @@ async fn checks_on_refused_addresses_send_nothing_and_are_not_served() -> Result
     })
     .await?;
     let served: Vec<&str> = status.values.iter().map(|v| v.value.as_str()).collect();
-    assert_eq!(served, ["127.0.0.3"], "only the allowed value is in status, so only it is served");
+    assert_eq!(
+        served,
+        ["127.0.0.3"],
+        "only the allowed value is in status, so only it is served"
+    );
     assert_eq!((status.healthy_count, status.total_count), (1, 1));
     let message = condition_message(&status, "ProbeRefused");
     for rule in [

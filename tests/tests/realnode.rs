@@ -5,7 +5,8 @@
 //! 1. the host's state is recorded, then `hack/node.sh up` starts the plane and the node;
 //! 2. `helm install` of `charts/mvdns`, overriding only the images (built here from the
 //!    static binaries) and `pullPolicy: Never`; both Deployments must become Ready through
-//!    their own probes, on the real node;
+//!    their own probes, on the real node; `helm test --logs` passes; the leader's pod,
+//!    deleted, hands the Lease to the other;
 //! 3. a Deployment of backend pods (busybox `httpd` with an HTTP readiness probe) and a
 //!    record set over them; the mvdns Service's ClusterIP answers the pods' IPs over UDP and
 //!    TCP through kube-proxy, and a client pod resolves the name with glibc's `getent` and
@@ -47,7 +48,10 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// Probe flips in phase 4 (MVDNS_NODE_FLIPS, default 20: the p50 and worst).
 fn flips() -> usize {
-    std::env::var("MVDNS_NODE_FLIPS").ok().and_then(|n| n.parse().ok()).unwrap_or(20)
+    std::env::var("MVDNS_NODE_FLIPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20)
 }
 
 /// Times from breaking (mending) a probe until the EndpointSlice and the client changed.
@@ -66,10 +70,17 @@ impl Flips {
             sorted.sort();
             let p50 = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
             let worst = sorted.last().copied().unwrap_or_default();
-            format!("  {what:<44} p50 {:>6.0} ms, worst {:>6.0} ms", p50.as_secs_f64() * 1e3, worst.as_secs_f64() * 1e3)
+            format!(
+                "  {what:<44} p50 {:>6.0} ms, worst {:>6.0} ms",
+                p50.as_secs_f64() * 1e3,
+                worst.as_secs_f64() * 1e3
+            )
         };
         [
-            format!("{} probe flips (the client polls with kubectl exec getent, about 0.2 s a call):", self.slice_out.len()),
+            format!(
+                "{} probe flips (the client polls with kubectl exec getent, about 0.2 s a call):",
+                self.slice_out.len()
+            ),
             line("probe broken -> EndpointSlice not ready", &self.slice_out),
             line("probe broken -> client's answers without it", &self.client_out),
             line("probe mended -> EndpointSlice ready", &self.slice_back),
@@ -89,12 +100,19 @@ fn node_dir() -> PathBuf {
 /// The static release binaries the images are made of (`hack/build-static.sh`, which
 /// hack/test.sh runs first: cargo must not be run again from inside `cargo test`).
 fn static_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("MVDNS_STATIC_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-        target.join("x86_64-unknown-linux-gnu/release")
-    });
+    let dir = std::env::var_os("MVDNS_STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            target.join("x86_64-unknown-linux-gnu/release")
+        });
     for binary in ["mvdns-operator", "mvdns-server"] {
-        ensure!(dir.join(binary).exists(), "{} is missing: run hack/build-static.sh first", dir.join(binary).display());
+        ensure!(
+            dir.join(binary).exists(),
+            "{} is missing: run hack/build-static.sh first",
+            dir.join(binary).display()
+        );
     }
     Ok(dir)
 }
@@ -200,8 +218,11 @@ async fn ready_backends(env: &TestEnv) -> Result<Vec<(String, String)>> {
         let is_ready = pod["status"]["conditions"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-        if let (true, Some(name), Some(ip)) = (is_ready, pod["metadata"]["name"].as_str(), pod["status"]["podIP"].as_str())
-        {
+        if let (true, Some(name), Some(ip)) = (
+            is_ready,
+            pod["metadata"]["name"].as_str(),
+            pod["status"]["podIP"].as_str(),
+        ) {
             ready.push((name.to_owned(), ip.to_owned()));
         }
     }
@@ -210,12 +231,30 @@ async fn ready_backends(env: &TestEnv) -> Result<Vec<(String, String)>> {
 
 /// The ready addresses of the backends' EndpointSlice (what kube-proxy would route to).
 async fn endpoint_slice_ready(env: &TestEnv) -> Result<BTreeSet<String>> {
-    let slices = json(env, &["-n", NAMESPACE, "get", "endpointslices", "-l", "kubernetes.io/service-name=web"]).await?;
+    let slices = json(
+        env,
+        &[
+            "-n",
+            NAMESPACE,
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )
+    .await?;
     let mut ready = BTreeSet::new();
     for slice in slices["items"].as_array().context("no items")? {
         for endpoint in slice["endpoints"].as_array().into_iter().flatten() {
             if endpoint["conditions"]["ready"] == true {
-                ready.extend(endpoint["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+                ready.extend(
+                    endpoint["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned),
+                );
             }
         }
     }
@@ -293,26 +332,51 @@ async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolv
     drop(guard);
     let after = node_sh(&["snapshot"])?;
     let diff = snapshot_diff(&before, &after);
-    ensure!(diff.is_empty(), "hack/node.sh down left the host changed:\n{}", diff.join("\n"));
+    ensure!(
+        diff.is_empty(),
+        "hack/node.sh down left the host changed:\n{}",
+        diff.join("\n")
+    );
     Ok(())
 }
 
 async fn phases(env: &TestEnv) -> Result<()> {
     // 2. The chart as users install it.
     let root = workspace_root();
-    kubectl(env, &["apply", "--server-side", "-f", &root.join("crds").to_string_lossy()]).await?;
+    kubectl(
+        env,
+        &["apply", "--server-side", "-f", &root.join("crds").to_string_lossy()],
+    )
+    .await?;
     let installed = Instant::now();
     helm(
         env,
         &[
-            "install", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--create-namespace",
-            "--set", "operator.image.repository=ghcr.io/mvdns/mvdns-operator", "--set", "operator.image.tag=node",
-            "--set", "operator.image.pullPolicy=Never",
-            "--set", "dns.image.repository=ghcr.io/mvdns/mvdns-server", "--set", "dns.image.tag=node",
-            "--set", "dns.image.pullPolicy=Never",
-            "--set", &format!("dns.zones={{{ZONE}}}"),
-            "--set", "tests.image=mvdns.invalid/testbox:dev",
-            "--wait", "--timeout", "180s",
+            "install",
+            "mvdns",
+            &root.join("charts/mvdns").to_string_lossy(),
+            "-n",
+            "mvdns-system",
+            "--create-namespace",
+            "--set",
+            "operator.image.repository=ghcr.io/mvdns/mvdns-operator",
+            "--set",
+            "operator.image.tag=node",
+            "--set",
+            "operator.image.pullPolicy=Never",
+            "--set",
+            "dns.image.repository=ghcr.io/mvdns/mvdns-server",
+            "--set",
+            "dns.image.tag=node",
+            "--set",
+            "dns.image.pullPolicy=Never",
+            "--set",
+            &format!("dns.zones={{{ZONE}}}"),
+            "--set",
+            "tests.image=mvdns.invalid/testbox:dev",
+            "--wait",
+            "--timeout",
+            "180s",
         ],
     )
     .await?;
@@ -321,9 +385,17 @@ async fn phases(env: &TestEnv) -> Result<()> {
     eprintln!("kubectl get pods -A -o wide:\n{wide}");
     let pods = json(env, &["-n", "mvdns-system", "get", "pods"]).await?;
     let items = pods["items"].as_array().context("no items")?;
-    ensure!(items.len() == 4, "expected 2 operator and 2 DNS pods, got {}", items.len());
+    ensure!(
+        items.len() == 4,
+        "expected 2 operator and 2 DNS pods, got {}",
+        items.len()
+    );
     for pod in items {
-        ensure!(pod["spec"]["nodeName"] == "mvdns-node", "{} is not on the real node", pod["metadata"]["name"]);
+        ensure!(
+            pod["spec"]["nodeName"] == "mvdns-node",
+            "{} is not on the real node",
+            pod["metadata"]["name"]
+        );
         let ready = pod["status"]["conditions"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
@@ -332,9 +404,19 @@ async fn phases(env: &TestEnv) -> Result<()> {
 
     // `helm test`: the chart's own test pod asks the Service over UDP and TCP (its image, a
     // busybox and dig assembled here, is the only override).
-    let tested = helm(env, &["test", "mvdns", "-n", "mvdns-system", "--logs", "--timeout", "120s"]).await?;
-    ensure!(tested.contains("Phase:          Succeeded"), "helm test did not succeed:\n{tested}");
-    let summary: Vec<&str> = tested.lines().filter(|l| l.starts_with("Phase:") || l.starts_with("ok: ")).collect();
+    let tested = helm(
+        env,
+        &["test", "mvdns", "-n", "mvdns-system", "--logs", "--timeout", "120s"],
+    )
+    .await?;
+    ensure!(
+        tested.contains("Phase:          Succeeded"),
+        "helm test did not succeed:\n{tested}"
+    );
+    let summary: Vec<&str> = tested
+        .lines()
+        .filter(|l| l.starts_with("Phase:") || l.starts_with("ok: "))
+        .collect();
     eprintln!("helm test mvdns --logs:\n{}", summary.join("\n"));
 
     // Two operator pods elect a leader; the leader's pod deleted, the other takes over.
@@ -342,13 +424,20 @@ async fn phases(env: &TestEnv) -> Result<()> {
     let handover = Instant::now();
     kubectl(env, &["-n", "mvdns-system", "delete", "pod", &holder, "--wait=false"]).await?;
     let holder = &holder;
-    time_until(Duration::from_secs(60), "another operator pod holding the lease", || async move {
-        let successor = lease_holder(env).await?;
-        Ok(!successor.is_empty() && successor != *holder)
-    })
+    time_until(
+        Duration::from_secs(60),
+        "another operator pod holding the lease",
+        || async move {
+            let successor = lease_holder(env).await?;
+            Ok(!successor.is_empty() && successor != *holder)
+        },
+    )
     .await?;
     let successor = lease_holder(env).await?;
-    eprintln!("leader {holder} deleted: {successor} holds the lease after {:?}", handover.elapsed());
+    eprintln!(
+        "leader {holder} deleted: {successor} holds the lease after {:?}",
+        handover.elapsed()
+    );
 
     // 3. Backends, a record set, a client.
     kubectl(env, &["apply", "-f", &root.join(REAL_PODS).to_string_lossy()]).await?;
@@ -359,7 +448,18 @@ async fn phases(env: &TestEnv) -> Result<()> {
     let client_file = node_dir().join("client.yaml");
     std::fs::write(&client_file, client_yaml(&dns_ip))?;
     kubectl(env, &["apply", "-f", &client_file.to_string_lossy()]).await?;
-    kubectl(env, &["-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/client", "--timeout=60s"]).await?;
+    kubectl(
+        env,
+        &[
+            "-n",
+            NAMESPACE,
+            "wait",
+            "--for=condition=Ready",
+            "pod/client",
+            "--timeout=60s",
+        ],
+    )
+    .await?;
     time_until(Duration::from_secs(60), "all backends Ready", || async {
         Ok(ready_backends(env).await?.len() == BACKENDS)
     })
@@ -370,41 +470,87 @@ async fn phases(env: &TestEnv) -> Result<()> {
     // The ClusterIP from the host, through kube-proxy's nftables DNAT, over UDP and TCP.
     let server = SocketAddr::new(dns_ip.parse()?, 53);
     let ask = Ask::new(&format!("{NAME}."), RecordType::A);
-    time_until(Duration::from_secs(30), "the ClusterIP answering the backends over UDP", || async {
-        Ok(udp(server, &ask).await.map(|m| answer_data(&m).into_iter().collect::<BTreeSet<_>>() == all).unwrap_or(false))
-    })
+    time_until(
+        Duration::from_secs(30),
+        "the ClusterIP answering the backends over UDP",
+        || async {
+            Ok(udp(server, &ask)
+                .await
+                .map(|m| answer_data(&m).into_iter().collect::<BTreeSet<_>>() == all)
+                .unwrap_or(false))
+        },
+    )
     .await?;
     let over_tcp: BTreeSet<String> = answer_data(&tcp(server, &ask).await?).into_iter().collect();
-    ensure!(over_tcp == all, "over TCP the ClusterIP answered {over_tcp:?}, not {all:?}");
+    ensure!(
+        over_tcp == all,
+        "over TCP the ClusterIP answered {over_tcp:?}, not {all:?}"
+    );
 
     // The client pod's own resolvers: glibc (getent) and busybox (nslookup).
     let (ok, out) = exec(env, "client", &["getent", "ahosts", NAME]).await?;
-    ensure!(ok && getent_addresses(&out) == all, "getent ahosts {NAME} in the client pod gave {out:?}, expected {all:?}");
+    ensure!(
+        ok && getent_addresses(&out) == all,
+        "getent ahosts {NAME} in the client pod gave {out:?}, expected {all:?}"
+    );
     eprintln!("client pod, getent ahosts {NAME} with {BACKENDS} Ready backends:\n{out}");
     let (ok, out) = exec(env, "client", &["getent", "hosts", NAME]).await?;
-    ensure!(ok && all.iter().any(|ip| out.starts_with(ip.as_str())), "getent hosts {NAME} gave {out:?}");
+    ensure!(
+        ok && all.iter().any(|ip| out.starts_with(ip.as_str())),
+        "getent hosts {NAME} gave {out:?}"
+    );
     let (ok, out) = exec(env, "client", &["getent", "ahosts", "alias.mv.test"]).await?;
-    ensure!(ok && getent_addresses(&out) == all, "getent ahosts alias.mv.test (CNAME to {NAME}) gave {out:?}, expected {all:?}");
+    ensure!(
+        ok && getent_addresses(&out) == all,
+        "getent ahosts alias.mv.test (CNAME to {NAME}) gave {out:?}, expected {all:?}"
+    );
     eprintln!("client pod, getent ahosts alias.mv.test (a CNAME to {NAME}):\n{out}");
     let (ok, out) = exec(env, "client", &["nslookup", NAME, &dns_ip]).await?;
-    ensure!(ok && nslookup_addresses(&out) == all, "nslookup {NAME} in the client pod gave {out:?}, expected {all:?}");
+    ensure!(
+        ok && nslookup_addresses(&out) == all,
+        "nslookup {NAME} in the client pod gave {out:?}, expected {all:?}"
+    );
 
     // 3b. The cluster DNS, as pods use it: `helm upgrade` turns the chart's stub-domain
     // block on, written to kube-system/coredns-custom, which the node's CoreDNS imports.
     helm(
         env,
         &[
-            "upgrade", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--reuse-values",
-            "--set", "coredns.stubDomain.enabled=true",
-            "--set", "coredns.stubDomain.configMap.namespace=kube-system",
-            "--set", "coredns.stubDomain.configMap.name=coredns-custom",
-            "--wait", "--timeout", "120s",
+            "upgrade",
+            "mvdns",
+            &root.join("charts/mvdns").to_string_lossy(),
+            "-n",
+            "mvdns-system",
+            "--reuse-values",
+            "--set",
+            "coredns.stubDomain.enabled=true",
+            "--set",
+            "coredns.stubDomain.configMap.namespace=kube-system",
+            "--set",
+            "coredns.stubDomain.configMap.name=coredns-custom",
+            "--wait",
+            "--timeout",
+            "120s",
         ],
     )
     .await?;
-    kubectl(env, &["-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/resident", "--timeout=60s"]).await?;
+    kubectl(
+        env,
+        &[
+            "-n",
+            NAMESPACE,
+            "wait",
+            "--for=condition=Ready",
+            "pod/resident",
+            "--timeout=60s",
+        ],
+    )
+    .await?;
     let (_, resolv) = exec(env, "resident", &["cat", "/etc/resolv.conf"]).await?;
-    ensure!(resolv.contains(&format!("nameserver {CLUSTER_DNS}")), "the kubelet gave the pod {resolv:?}");
+    ensure!(
+        resolv.contains(&format!("nameserver {CLUSTER_DNS}")),
+        "the kubelet gave the pod {resolv:?}"
+    );
     // The kubelet refreshes the ConfigMap volume within its sync period, CoreDNS's reload
     // within 2 s.
     let through_coredns = time_until(Duration::from_secs(90), "the stub domain in CoreDNS", || async {
@@ -413,25 +559,45 @@ async fn phases(env: &TestEnv) -> Result<()> {
     })
     .await?;
     let (_, out) = exec(env, "resident", &["getent", "ahosts", "alias.mv.test"]).await?;
-    ensure!(getent_addresses(&out) == all, "through CoreDNS, getent ahosts alias.mv.test gave {out:?}");
+    ensure!(
+        getent_addresses(&out) == all,
+        "through CoreDNS, getent ahosts alias.mv.test gave {out:?}"
+    );
     let (ok, out) = exec(env, "resident", &["getent", "hosts", "web.shop.svc.cluster.local"]).await?;
-    ensure!(ok && !out.trim().is_empty(), "CoreDNS does not answer the Service name web.shop.svc.cluster.local: {out:?}");
+    ensure!(
+        ok && !out.trim().is_empty(),
+        "CoreDNS does not answer the Service name web.shop.svc.cluster.local: {out:?}"
+    );
     eprintln!(
         "resident pod (dnsPolicy ClusterFirst, {resolv:?}): {NAME} through CoreDNS's stub domain {through_coredns:?} after the upgrade"
     );
     // SRV through the same path: one record per Ready pod, on the pods' port.
     let (ok, out) = exec(env, "resident", &["nslookup", "-type=SRV", "_http._tcp.web.mv.test"]).await?;
-    let srv = out.lines().filter(|line| line.contains("service =") && line.contains(" 8080 ")).count();
-    ensure!(ok && srv == BACKENDS, "nslookup -type=SRV _http._tcp.web.mv.test gave {out:?}");
+    let srv = out
+        .lines()
+        .filter(|line| line.contains("service =") && line.contains(" 8080 "))
+        .count();
+    ensure!(
+        ok && srv == BACKENDS,
+        "nslookup -type=SRV _http._tcp.web.mv.test gave {out:?}"
+    );
     // A CNAME out of the zones (to the cluster's Service name): mvdns answers the CNAME
     // alone; CoreDNS's forward does not chase it, and glibc does not ask again for the
     // target, so the pod gets no address. Asserted as documented (docs/real-node.md): if
     // this ever resolves, the documentation is stale.
     let (ok, out) = exec(env, "resident", &["getent", "ahosts", "svc.mv.test"]).await?;
-    ensure!(!ok && getent_addresses(&out).is_empty(), "getent ahosts svc.mv.test (CNAME out of the zone) gave {out:?}");
+    ensure!(
+        !ok && getent_addresses(&out).is_empty(),
+        "getent ahosts svc.mv.test (CNAME out of the zone) gave {out:?}"
+    );
     let (_, cname) = exec(env, "resident", &["nslookup", "-type=CNAME", "svc.mv.test"]).await?;
-    ensure!(cname.contains("web.shop.svc.cluster.local"), "nslookup -type=CNAME svc.mv.test gave {cname:?}");
-    eprintln!("out-of-zone CNAME svc.mv.test -> web.shop.svc.cluster.local: getent ahosts fails (no address); nslookup shows the CNAME");
+    ensure!(
+        cname.contains("web.shop.svc.cluster.local"),
+        "nslookup -type=CNAME svc.mv.test gave {cname:?}"
+    );
+    eprintln!(
+        "out-of-zone CNAME svc.mv.test -> web.shop.svc.cluster.local: getent ahosts fails (no address); nslookup shows the CNAME"
+    );
 
     // 4. Backends' probes break, one at a time: out of the answers, then back. The client is
     // the resident pod, through CoreDNS, as an application in the cluster asks.
@@ -473,14 +639,38 @@ async fn phases(env: &TestEnv) -> Result<()> {
 
     // 5. mvdns gone: the cluster's own names still resolve through CoreDNS; only the mvdns
     // zone fails.
-    kubectl(env, &["-n", "mvdns-system", "scale", "deployment/mvdns-dns", "--replicas=0"]).await?;
-    kubectl(env, &["-n", "mvdns-system", "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=dns", "--timeout=60s"]).await?;
+    kubectl(
+        env,
+        &["-n", "mvdns-system", "scale", "deployment/mvdns-dns", "--replicas=0"],
+    )
+    .await?;
+    kubectl(
+        env,
+        &[
+            "-n",
+            "mvdns-system",
+            "wait",
+            "--for=delete",
+            "pod",
+            "-l",
+            "app.kubernetes.io/component=dns",
+            "--timeout=60s",
+        ],
+    )
+    .await?;
     let (ok, out) = exec(env, "resident", &["getent", "hosts", "web.shop.svc.cluster.local"]).await?;
-    ensure!(ok && !out.trim().is_empty(), "with mvdns gone, the Service name did not resolve: {out:?}");
+    ensure!(
+        ok && !out.trim().is_empty(),
+        "with mvdns gone, the Service name did not resolve: {out:?}"
+    );
     let (ok, _) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
     ensure!(!ok, "with mvdns gone, {NAME} still resolved");
     let coredns = json(env, &["-n", "kube-system", "get", "deployment", "coredns"]).await?;
-    ensure!(coredns["status"]["readyReplicas"] == 1, "CoreDNS is not Ready with mvdns gone: {}", coredns["status"]);
+    ensure!(
+        coredns["status"]["readyReplicas"] == 1,
+        "CoreDNS is not Ready with mvdns gone: {}",
+        coredns["status"]
+    );
     eprintln!("mvdns scaled to 0: web.shop.svc.cluster.local still resolves, {NAME} does not, CoreDNS Ready");
 
     // 6. The sidecar shape: mvdns-server in the CoreDNS pod, the zone forwarded to
@@ -490,21 +680,49 @@ async fn phases(env: &TestEnv) -> Result<()> {
     helm(
         env,
         &[
-            "upgrade", "mvdns", &root.join("charts/mvdns").to_string_lossy(), "-n", "mvdns-system", "--reuse-values",
-            "--set", "coredns.sidecar.enabled=true", "--wait", "--timeout", "120s",
+            "upgrade",
+            "mvdns",
+            &root.join("charts/mvdns").to_string_lossy(),
+            "-n",
+            "mvdns-system",
+            "--reuse-values",
+            "--set",
+            "coredns.sidecar.enabled=true",
+            "--wait",
+            "--timeout",
+            "120s",
         ],
     )
     .await?;
     let patch = kubectl(
         env,
-        &["-n", "mvdns-system", "get", "configmap", "mvdns-coredns-sidecar", "-o", "jsonpath={.data.patch\\.yaml}"],
+        &[
+            "-n",
+            "mvdns-system",
+            "get",
+            "configmap",
+            "mvdns-coredns-sidecar",
+            "-o",
+            "jsonpath={.data.patch\\.yaml}",
+        ],
     )
     .await?;
     ensure!(patch.contains("--listen=127.0.0.1:"), "the rendered patch: {patch}");
-    kubectl(env, &["-n", "kube-system", "patch", "deployment", "coredns", "--patch", &patch]).await?;
+    kubectl(
+        env,
+        &["-n", "kube-system", "patch", "deployment", "coredns", "--patch", &patch],
+    )
+    .await?;
     // While the new CoreDNS pod (with mvdns beside it) starts and the old one goes, the
     // cluster's own names never stop resolving.
-    let rollout = env.kubectl(&["-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"]);
+    let rollout = env.kubectl(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "deployment/coredns",
+        "--timeout=120s",
+    ]);
     let watch_names = async {
         let mut asked = 0;
         let mut failed = Vec::new();
@@ -518,7 +736,9 @@ async fn phases(env: &TestEnv) -> Result<()> {
             let pods = json(env, &["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]).await?;
             let items = pods["items"].as_array().map_or(0, Vec::len);
             let rolled = items == 1
-                && pods["items"][0]["spec"]["containers"].as_array().is_some_and(|c| c.len() == 2)
+                && pods["items"][0]["spec"]["containers"]
+                    .as_array()
+                    .is_some_and(|c| c.len() == 2)
                 && pods["items"][0]["status"]["conditions"]
                     .as_array()
                     .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
@@ -530,7 +750,11 @@ async fn phases(env: &TestEnv) -> Result<()> {
     let (rolled, watched) = tokio::join!(rollout, watch_names);
     rolled?;
     let (asked, failed) = watched?;
-    ensure!(failed.is_empty(), "during the CoreDNS rollout, {} of {asked} lookups of a Service name failed", failed.len());
+    ensure!(
+        failed.is_empty(),
+        "during the CoreDNS rollout, {} of {asked} lookups of a Service name failed",
+        failed.len()
+    );
     let through_sidecar = time_until(Duration::from_secs(60), "the name through the sidecar", || async {
         let (_, out) = exec(env, "resident", &["getent", "ahosts", NAME]).await?;
         Ok(getent_addresses(&out) == all)

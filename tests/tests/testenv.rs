@@ -72,7 +72,10 @@ async fn rbac_is_enforced() -> Result<()> {
 async fn test_sh_never_stops_a_control_plane_it_did_not_start() -> Result<()> {
     let env = TestEnv::get()?;
     let token = testenv_sh(&env, &["acquire"]).await?;
-    assert_eq!(token, "", "a running plane must not be claimed: acquire printed {token:?}");
+    assert_eq!(
+        token, "",
+        "a running plane must not be claimed: acquire printed {token:?}"
+    );
     for token in ["", "a-token-of-another-run"] {
         testenv_sh(&env, &["release", token]).await?;
         env.kubectl(&["get", "--raw=/readyz"])
@@ -88,7 +91,9 @@ async fn test_sh_never_stops_a_control_plane_it_did_not_start() -> Result<()> {
         .collect();
     assert!(
         calls.iter().any(|line| line.contains("testenv.sh\" acquire"))
-            && calls.iter().any(|line| line.contains("testenv.sh\" release \"$plane\""))
+            && calls
+                .iter()
+                .any(|line| line.contains("testenv.sh\" release \"$plane\""))
             && !calls.iter().any(|line| line.contains(" down") || line.contains(" up")),
         "hack/test.sh must start and stop its control plane only with acquire/release: {calls:#?}"
     );
@@ -103,7 +108,10 @@ async fn testenv_sh(env: &TestEnv, args: &[&str]) -> Result<String> {
         .output()
         .await?;
     if !out.status.success() {
-        bail!("hack/testenv.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "hack/testenv.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
