@@ -9,6 +9,8 @@ LOG_TAG="test"
 "$ROOT/hack/deps.sh"
 failed=0
 "$ROOT/hack/lint-shell.sh" || failed=1
+log "checking the Rust formatting (cargo fmt --check, rustfmt.toml)"
+cargo fmt --all -- --check >/dev/null || { log "cargo fmt --all would change files: run it"; failed=1; }
 # The tests' own control plane, in a directory and on ports of its own: the demo's plane
 # (target/testenv, ports 12379 and 16443) has the demo's operator in it, which would
 # reconcile the tests' record sets too. MVDNS_TESTENV_DIR names another plane to use instead.
