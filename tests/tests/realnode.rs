@@ -175,6 +175,24 @@ async fn helm(env: &TestEnv, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// `helm upgrade --reuse-values` of the release with `sets` (`key=value`) added, waiting.
+async fn helm_upgrade(env: &TestEnv, sets: &[&str]) -> Result<String> {
+    let chart = workspace_root().join("charts/mvdns");
+    let mut args = vec![
+        "upgrade",
+        "mvdns",
+        chart.to_str().context("chart path")?,
+        "-n",
+        "mvdns-system",
+        "--reuse-values",
+    ];
+    for set in sets {
+        args.extend_from_slice(&["--set", set]);
+    }
+    args.extend_from_slice(&["--wait", "--timeout", "120s"]);
+    helm(env, &args).await
+}
+
 /// `kubectl exec` in the client pod; returns whether it succeeded and its stdout.
 async fn exec(env: &TestEnv, pod: &str, command: &[&str]) -> Result<(bool, String)> {
     let mut args = vec!["-n", NAMESPACE, "exec", pod, "--"];
@@ -513,24 +531,12 @@ async fn phases(env: &TestEnv) -> Result<()> {
 
     // 3b. The cluster DNS, as pods use it: `helm upgrade` turns the chart's stub-domain
     // block on, written to kube-system/coredns-custom, which the node's CoreDNS imports.
-    helm(
+    helm_upgrade(
         env,
         &[
-            "upgrade",
-            "mvdns",
-            &root.join("charts/mvdns").to_string_lossy(),
-            "-n",
-            "mvdns-system",
-            "--reuse-values",
-            "--set",
             "coredns.stubDomain.enabled=true",
-            "--set",
             "coredns.stubDomain.configMap.namespace=kube-system",
-            "--set",
             "coredns.stubDomain.configMap.name=coredns-custom",
-            "--wait",
-            "--timeout",
-            "120s",
         ],
     )
     .await?;
@@ -677,23 +683,7 @@ async fn phases(env: &TestEnv) -> Result<()> {
     // 127.0.0.1. The mvdns Deployment stays at zero, so an answer can only come from the
     // sidecar. The chart renders the block, the RBAC and the patch; the patch is applied
     // with the command the chart documents.
-    helm(
-        env,
-        &[
-            "upgrade",
-            "mvdns",
-            &root.join("charts/mvdns").to_string_lossy(),
-            "-n",
-            "mvdns-system",
-            "--reuse-values",
-            "--set",
-            "coredns.sidecar.enabled=true",
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
-    )
-    .await?;
+    helm_upgrade(env, &["coredns.sidecar.enabled=true"]).await?;
     let patch = kubectl(
         env,
         &[
