@@ -1,21 +1,29 @@
-//! mvdns-operator: turns pod readiness (and, later, active health checks) into the
-//! healthy values of each `MultiValueRecordSet`, written to its status, which is the
-//! feed every DNS replica serves from.
+//! mvdns-operator: turns pod readiness and active health checks into the healthy values
+//! of each `MultiValueRecordSet`, written to its status, which is the feed every DNS
+//! replica serves from.
 //!
-//! Layout: pure decisions in [`values`] and [`status`] (and the shared name-ownership
-//! rule in `mvdns_api::ownership`); IO in [`controller`], [`leader`] and [`admin`].
+//! Layout (watches → index → reconcile → status writer):
+//! - pure decisions: [`values`] (which values, and whether healthy), [`status`] (the
+//!   status and its Events), [`health::state`] (a check's health), [`health::policy`]
+//!   (which addresses may be probed), and the name-ownership rule in
+//!   `mvdns_api::ownership`;
+//! - [`index`]: what the watches saw, IO-free, answering which record sets an event
+//!   touches and what a reconcile reads;
+//! - IO: [`controller`] (the watches and the reconcile), [`runner`] (when reconciles
+//!   run), [`writer`] (the one status writer), [`health::checker`] and
+//!   [`health::probe`] (the probes), [`leader`] (the Lease) and [`admin`] (the admin port).
 
 pub mod admin;
-pub mod checks;
 pub mod controller;
+pub mod health;
+pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod pods;
-pub mod probe;
-pub mod probe_policy;
 pub mod runner;
 pub mod status;
 pub mod values;
+pub mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -26,16 +34,16 @@ use kube::runtime::events::{Recorder, Reporter};
 use mvdns_api::zones::PublishRules;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::policy::ProbePolicy;
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::probe_policy::ProbePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("admin server: {0}")]
-    Admin(#[from] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl Error {
@@ -46,7 +54,7 @@ impl Error {
             Self::Kube(kube::Error::Api(status)) if status.code == 403 => "forbidden",
             Self::Kube(kube::Error::Api(_)) => "api",
             Self::Kube(_) => "transport",
-            Self::Admin(_) => "admin",
+            Self::Timeout(_) => "timeout",
         }
     }
 }
@@ -61,7 +69,7 @@ pub struct OperatorConfig {
     /// The zones the DNS servers serve and who may publish in them; record sets the
     /// rules refuse get `Ready=False, reason NotServed`. Default: no rules.
     pub publish: PublishRules,
-    /// Which addresses health checks may connect to (`probe_policy`). Default: anything
+    /// Which addresses health checks may connect to (`health::policy`). Default: anything
     /// but the special classes (loopback, link-local, ...).
     pub probe_policy: ProbePolicy,
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use mvdns_api::zones::PublishRules;
+use mvdns_operator::health::policy::ProbePolicy;
 use mvdns_operator::leader::LeaseConfig;
-use mvdns_operator::probe_policy::ProbePolicy;
 use mvdns_operator::{Health, OperatorConfig};
 use tokio_util::sync::CancellationToken;
 

@@ -97,6 +97,16 @@ impl Metrics {
         self.healthy_values.get_or_create(&labels).set(i64::from(healthy));
     }
 
+    /// A deleted record set's series go with it (else every record set ever seen
+    /// would stay on the admin port).
+    pub fn forget_record_set(&self, namespace: &str, name: &str) {
+        let labels = RecordSetLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.healthy_values.remove(&labels);
+    }
+
     pub fn count_error(&self, error: &Error) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
@@ -105,7 +115,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn observe_probe(&self, outcome: &crate::probe::ProbeOutcome) {
+    pub fn observe_probe(&self, outcome: &crate::health::probe::ProbeOutcome) {
         if outcome.refused.is_some() {
             return self.observe_refusal();
         }

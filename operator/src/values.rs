@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::value::{RecordData, parse_value};
 use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus};
 
-use crate::checks::{CheckState, WantedCheck};
+use crate::health::state::{CheckState, WantedCheck};
 
 /// The values of one record set and the problems found while computing them.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -16,6 +16,18 @@ pub use record_set::{
     MultiValueRecordSetStatus, RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
 };
 
+/// Record sets as the operator and the DNS server read them: one malformed object (written
+/// before a schema change, or by hand with validation off) cannot stop a watch.
+pub type Guarded = kube::core::DeserializeGuard<MultiValueRecordSet>;
+
+/// The well-known node label naming its topology zone (`topology: PreferSameZone`).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// The `source` of a pod-backed value in `status.values`: `pod/<name>`.
+pub fn pod_source(pod_name: &str) -> String {
+    format!("pod/{pod_name}")
+}
+
 /// Path of the generated CRD, relative to the repository root.
 pub const CRD_FILE: &str = "crds/mvdns.io_multivaluerecordsets.yaml";
 

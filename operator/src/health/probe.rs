@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::probe_policy::{ProbePolicy, Refusal};
+use super::policy::{ProbePolicy, Refusal};
 
 /// Bytes of body searched for `searchString` (Route 53's figure).
 pub const SEARCH_WINDOW: usize = 5120;

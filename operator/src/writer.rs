@@ -1,0 +1,459 @@
+//! The status writer: the one task that writes record sets' status, in the shape of
+//! linkerd's `k8s/status` controller. Reconciles compute the status a record set should
+//! have and hand it over ([`StatusWriter::submit`]); the writer alone
+//! - owns what was last written, per record set (a reconcile reads it, through
+//!   [`StatusWriter::last_written`], to keep condition times, and the trigger stream to
+//!   skip the echo of a write, [`StatusWriter::is_echo`]);
+//! - coalesces: a record set is written at most once per window, the first change at
+//!   once, a burst after it in one write with the newest status at the end of the window
+//!   ([`write_decision`]);
+//! - writes with server-side apply under one field manager, with a timeout, one write
+//!   per record set in flight, several record sets in parallel;
+//! - publishes the Events of each written transition, and the reconciles' own Events.
+//!
+//! A failed or timed-out write asks for a reconcile again after a pause, so the next try
+//! starts from the newest stored object. The writer lives as long as the leadership:
+//! nothing is written by a replica that lost the lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use mvdns_api::coalesce::wait_in_window;
+use mvdns_api::{Guarded, MultiValueRecordSet, MultiValueRecordSetStatus};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+
+use crate::Error;
+use crate::metrics::Metrics;
+use crate::status::transitions;
+
+/// The one field manager that owns `.status` (server-side apply).
+pub const FIELD_MANAGER: &str = "mvdns-operator";
+
+/// How long one status write may take before it counts as failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed write (the API server away, say), reconcile again this soon.
+pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(2);
+
+/// How long our own write is trusted over the stored status. The object a reconcile
+/// reads comes from the watch cache and lags our writes; comparing with it alone made
+/// the operator rewrite the status it had just written, and that useless write then
+/// held the next real change back for a whole window. After this time the stored
+/// status is compared again, so a status someone else changed is put right.
+pub const TRUST_OWN_WRITE: Duration = Duration::from_secs(10);
+
+/// A status a reconcile computed.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub record_set: ObjectRef<Guarded>,
+    pub uid: String,
+    /// For the Events of its transitions.
+    pub reference: ObjectReference,
+    /// The status the reconcile read from the store.
+    pub stored: Option<MultiValueRecordSetStatus>,
+    pub status: MultiValueRecordSetStatus,
+}
+
+/// A status written, and when.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub status: Arc<MultiValueRecordSetStatus>,
+    pub at: Instant,
+}
+
+/// What to do with a computed status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteDecision {
+    UpToDate,
+    Write,
+    /// The window since the last write is not over: write the newest status then.
+    WaitForWindow(Duration),
+    /// Our own recent write is trusted over a stored status that may only lag it:
+    /// reconcile again once the trust runs out.
+    TrustOwnWrite(Duration),
+}
+
+/// Whether and when to write `new`, given the stored status and our last write.
+pub fn write_decision(
+    stored: Option<&MultiValueRecordSetStatus>,
+    last_write: Option<&Written>,
+    new: &MultiValueRecordSetStatus,
+    now: Instant,
+    window: Duration,
+) -> WriteDecision {
+    let changed = match last_write {
+        Some(written) if now.saturating_duration_since(written.at) < TRUST_OWN_WRITE => {
+            let same_as_written = *written.status == *new;
+            if same_as_written && stored != Some(new) {
+                // Probably the cache lagging our write; look again once trust runs out.
+                return WriteDecision::TrustOwnWrite(TRUST_OWN_WRITE - now.saturating_duration_since(written.at));
+            }
+            !same_as_written
+        }
+        _ => stored != Some(new),
+    };
+    if !changed {
+        return WriteDecision::UpToDate;
+    }
+    match wait_in_window(last_write.map(|w| w.at), now, window) {
+        Some(wait) => WriteDecision::WaitForWindow(wait),
+        None => WriteDecision::Write,
+    }
+}
+
+/// Whether a record set event only echoes our own last status write: the stored status
+/// is exactly what we wrote, computed from the current spec. Everything else a
+/// reconcile reads (pods, health checks, the other record sets) triggers reconciles of
+/// its own, so reconciling the echo would only compute the same status again, at the
+/// moment the DNS replicas need the CPU to load that status.
+pub fn is_echo_of_own_write(
+    record_set: &MultiValueRecordSet,
+    last_written: Option<&MultiValueRecordSetStatus>,
+) -> bool {
+    last_written.is_some_and(|written| {
+        record_set.status.as_ref() == Some(written) && written.observed_generation == record_set.metadata.generation
+    })
+}
+
+enum Request {
+    Submit(Box<Desired>),
+    /// The record set is gone: forget what was written for it.
+    Forget(String),
+}
+
+/// The handle reconciles and the trigger stream use; cheap to clone.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // Recorder is not Debug
+pub struct StatusWriter {
+    requests: mpsc::UnboundedSender<Request>,
+    /// Written only by the writer task.
+    written: Arc<RwLock<HashMap<String, Written>>>,
+    recorder: Recorder,
+}
+
+impl StatusWriter {
+    /// Starts the writer task; it ends with `stop`. `reconcile_again` receives the record
+    /// sets to reconcile again (after a failed write, or when trust in a write runs out).
+    pub fn start(
+        client: kube::Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        window: Duration,
+        reconcile_again: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+        stop: CancellationToken,
+    ) -> Self {
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let written: Arc<RwLock<HashMap<String, Written>>> = Arc::default();
+        let task = WriterTask {
+            client,
+            metrics,
+            window,
+            reconcile_again,
+            written: written.clone(),
+            recorder: recorder.clone(),
+            slots: HashMap::new(),
+            timers: DelayQueue::new(),
+            in_flight: JoinSet::new(),
+        };
+        tokio::spawn(task.run(inbox, stop));
+        Self {
+            requests,
+            written,
+            recorder,
+        }
+    }
+
+    /// Hands over a computed status; the writer decides whether and when to write it.
+    pub fn submit(&self, desired: Desired) {
+        // The task is gone only when leadership ended, and nothing is to be written then.
+        let _ = self.requests.send(Request::Submit(Box::new(desired)));
+    }
+
+    /// Forgets a deleted record set.
+    pub fn forget(&self, uid: String) {
+        let _ = self.requests.send(Request::Forget(uid));
+    }
+
+    /// The status last written for a record set (by uid).
+    pub fn last_written(&self, uid: &str) -> Option<Written> {
+        self.written.read().ok()?.get(uid).cloned()
+    }
+
+    /// Whether a record set event only echoes our last write ([`is_echo_of_own_write`]).
+    /// The event can also come before our write's response: the echo is then
+    /// reconciled, harmlessly.
+    pub fn is_echo(&self, record_set: &MultiValueRecordSet) -> bool {
+        let uid = record_set.metadata.uid.as_deref().unwrap_or_default();
+        let written = self.last_written(uid);
+        is_echo_of_own_write(record_set, written.as_ref().map(|w| w.status.as_ref()))
+    }
+
+    /// Publishes an Event in the background: the recorder's API calls (it looks up and
+    /// patches event series) took hundreds of milliseconds under load.
+    pub fn publish(&self, reference: ObjectReference, warning: bool, reason: &str, note: String) {
+        publish(&self.recorder, reference, warning, reason, note);
+    }
+}
+
+fn publish(recorder: &Recorder, reference: ObjectReference, warning: bool, reason: &str, note: String) {
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let recorder = recorder.clone();
+    let reason = reason.to_owned();
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    });
+}
+
+/// One record set's place in the writer.
+#[derive(Default)]
+struct Slot {
+    /// The newest status submitted and not yet written.
+    pending: Option<Box<Desired>>,
+    in_flight: bool,
+}
+
+enum Timer {
+    /// The coalescing window is over: write what is pending.
+    Window(String),
+    /// Reconcile this record set again.
+    Reconcile(ObjectRef<Guarded>),
+}
+
+struct WriterTask {
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    window: Duration,
+    reconcile_again: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+    written: Arc<RwLock<HashMap<String, Written>>>,
+    recorder: Recorder,
+    slots: HashMap<String, Slot>,
+    timers: DelayQueue<Timer>,
+    in_flight: JoinSet<(Box<Desired>, Result<(), Error>)>,
+}
+
+impl WriterTask {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Request>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some(done) = self.in_flight.join_next() => {
+                    if let Ok((desired, result)) = done {
+                        self.finished(*desired, result);
+                    }
+                }
+                Some(expired) = self.timers.next(), if !self.timers.is_empty() => match expired.into_inner() {
+                    Timer::Window(uid) => self.drive(&uid),
+                    Timer::Reconcile(record_set) => {
+                        let _ = self.reconcile_again.send(record_set);
+                    }
+                },
+                request = inbox.recv() => match request {
+                    None => break,
+                    Some(Request::Submit(desired)) => {
+                        let uid = desired.uid.clone();
+                        self.slots.entry(uid.clone()).or_default().pending = Some(desired);
+                        self.drive(&uid);
+                    }
+                    Some(Request::Forget(uid)) => {
+                        self.slots.remove(&uid);
+                        if let Ok(mut written) = self.written.write() {
+                            written.remove(&uid);
+                        }
+                    }
+                },
+            }
+        }
+        // Writes in flight finish (or time out); nothing new starts.
+        while self.in_flight.join_next().await.is_some() {}
+    }
+
+    /// Decides on the pending status of one record set, unless a write of it is in flight
+    /// (then it is decided when that write ends).
+    fn drive(&mut self, uid: &str) {
+        let Some(slot) = self.slots.get_mut(uid) else { return };
+        if slot.in_flight {
+            return;
+        }
+        let Some(desired) = slot.pending.take() else { return };
+        let last = self.written.read().ok().and_then(|w| w.get(uid).cloned());
+        match write_decision(
+            desired.stored.as_ref(),
+            last.as_ref(),
+            &desired.status,
+            Instant::now(),
+            self.window,
+        ) {
+            WriteDecision::UpToDate => {}
+            WriteDecision::WaitForWindow(wait) => {
+                slot.pending = Some(desired);
+                self.timers.insert(Timer::Window(uid.to_owned()), wait);
+            }
+            WriteDecision::TrustOwnWrite(wait) => {
+                self.timers.insert(Timer::Reconcile(desired.record_set.clone()), wait);
+            }
+            WriteDecision::Write => {
+                slot.in_flight = true;
+                let api: Api<MultiValueRecordSet> = Api::namespaced(
+                    self.client.clone(),
+                    desired.record_set.namespace.as_deref().unwrap_or_default(),
+                );
+                self.in_flight.spawn(async move {
+                    let result = write_status(&api, &desired).await;
+                    (desired, result)
+                });
+            }
+        }
+    }
+
+    fn finished(&mut self, desired: Desired, result: Result<(), Error>) {
+        let namespace = desired.record_set.namespace.clone().unwrap_or_default();
+        let name = desired.record_set.name.clone();
+        if let Some(slot) = self.slots.get_mut(&desired.uid) {
+            slot.in_flight = false;
+        }
+        match result {
+            Ok(()) => {
+                self.metrics.status_writes.inc();
+                let status = desired.status;
+                tracing::debug!(%namespace, %name, healthy = status.healthy_count, total = status.total_count, "status written");
+                let previous = self
+                    .written
+                    .write()
+                    .ok()
+                    .and_then(|mut written| {
+                        let status = Arc::new(status.clone());
+                        written.insert(
+                            desired.uid.clone(),
+                            Written {
+                                status,
+                                at: Instant::now(),
+                            },
+                        )
+                    })
+                    .map(|w| w.status);
+                let old = previous.as_deref().or(desired.stored.as_ref());
+                for transition in transitions(old, &status) {
+                    publish(
+                        &self.recorder,
+                        desired.reference.clone(),
+                        transition.warning,
+                        transition.reason,
+                        transition.note,
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%namespace, %name, %error, "status write failed; reconciling again");
+                self.metrics.count_error(&error);
+                self.timers
+                    .insert(Timer::Reconcile(desired.record_set), RETRY_AFTER_ERROR);
+            }
+        }
+        self.drive(&desired.uid);
+    }
+}
+
+async fn write_status(api: &Api<MultiValueRecordSet>, desired: &Desired) -> Result<(), Error> {
+    let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": desired.status});
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(&patch);
+    let write = api.patch_status(&desired.record_set.name, &params, &patch);
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result.map(drop).map_err(Error::from),
+        Err(_) => Err(Error::Timeout(WRITE_TIMEOUT)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(healthy: u32) -> MultiValueRecordSetStatus {
+        MultiValueRecordSetStatus {
+            healthy_count: healthy,
+            ..MultiValueRecordSetStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_the_exact_echo_of_our_write_is_skipped() {
+        let written = MultiValueRecordSetStatus {
+            observed_generation: Some(2),
+            healthy_count: 3,
+            ..MultiValueRecordSetStatus::default()
+        };
+        let stored = |generation: i64, status: Option<MultiValueRecordSetStatus>| {
+            let mut rs = MultiValueRecordSet::new(
+                "web",
+                serde_json::from_value(json!({"name": "web.example.", "type": "A", "podSelector": {}})).expect("spec"),
+            );
+            rs.metadata.generation = Some(generation);
+            rs.status = status;
+            rs
+        };
+        assert!(is_echo_of_own_write(&stored(2, Some(written.clone())), Some(&written)));
+        // The spec changed since (a new generation): reconcile.
+        assert!(!is_echo_of_own_write(&stored(3, Some(written.clone())), Some(&written)));
+        // Someone else changed the status, or removed it: reconcile, and put it right.
+        let mut other = written.clone();
+        other.healthy_count = 1;
+        assert!(!is_echo_of_own_write(&stored(2, Some(other)), Some(&written)));
+        assert!(!is_echo_of_own_write(&stored(2, None), Some(&written)));
+        // Never written by us (a new operator, say): reconcile.
+        assert!(!is_echo_of_own_write(&stored(2, Some(written.clone())), None));
+    }
+
+    #[test]
+    fn our_recent_write_is_trusted_over_a_lagging_cache() {
+        let window = Duration::from_millis(100);
+        let now = Instant::now();
+        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+        let written = |healthy: u32, ms: u64| Written {
+            status: Arc::new(status(healthy)),
+            at: ago(ms),
+        };
+        // We wrote 8 a moment ago; the cache still shows 7: nothing to write, look later.
+        let decision = write_decision(Some(&status(7)), Some(&written(8, 50)), &status(8), now, window);
+        assert!(matches!(decision, WriteDecision::TrustOwnWrite(d) if d > Duration::from_secs(9)));
+        // Same, and the cache caught up.
+        let decision = write_decision(Some(&status(8)), Some(&written(8, 50)), &status(8), now, window);
+        assert_eq!(decision, WriteDecision::UpToDate);
+        // A real change right after a write waits for the rest of the window.
+        let decision = write_decision(Some(&status(8)), Some(&written(8, 30)), &status(7), now, window);
+        assert_eq!(decision, WriteDecision::WaitForWindow(Duration::from_millis(70)));
+        // A real change after a quiet window is written at once.
+        let decision = write_decision(Some(&status(8)), Some(&written(8, 500)), &status(7), now, window);
+        assert_eq!(decision, WriteDecision::Write);
+        // Long after our write, a status changed by someone else is put right.
+        let decision = write_decision(Some(&status(3)), Some(&written(8, 20_000)), &status(8), now, window);
+        assert_eq!(decision, WriteDecision::Write);
+        // Never written by us: compare with the store.
+        assert_eq!(
+            write_decision(None, None, &status(1), now, window),
+            WriteDecision::Write
+        );
+        assert_eq!(
+            write_decision(Some(&status(1)), None, &status(1), now, window),
+            WriteDecision::UpToDate
+        );
+    }
+}
