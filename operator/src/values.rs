@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::pods::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::value::{RecordData, parse_value};
-use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus};
+use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus, pod_source};
 
 use crate::health::state::{CheckState, WantedCheck};
 
@@ -92,7 +92,7 @@ pub fn values_from_pods<'a>(
             _ => None,
         };
         let healthy = pod_is_healthy(pod);
-        let source = format!("pod/{}", pod.metadata.name.as_deref().unwrap_or_default());
+        let source = pod_source(pod.metadata.name.as_deref().unwrap_or_default());
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let zone = node.and_then(&zone_of_node);
         for ip in pod_addresses(pod, spec.record_type) {

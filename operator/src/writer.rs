@@ -228,6 +228,8 @@ struct Slot {
     /// The newest status submitted and not yet written.
     pending: Option<Box<Desired>>,
     in_flight: bool,
+    /// A window timer is set: the pending status is written when it fires.
+    waiting: bool,
 }
 
 enum Timer {
@@ -261,7 +263,12 @@ impl WriterTask {
                     }
                 }
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => match expired.into_inner() {
-                    Timer::Window(uid) => self.drive(&uid),
+                    Timer::Window(uid) => {
+                        if let Some(slot) = self.slots.get_mut(&uid) {
+                            slot.waiting = false;
+                        }
+                        self.drive(&uid);
+                    }
                     Timer::Reconcile(record_set) => {
                         let _ = self.reconcile_again.send(record_set);
                     }
@@ -290,7 +297,7 @@ impl WriterTask {
     /// (then it is decided when that write ends).
     fn drive(&mut self, uid: &str) {
         let Some(slot) = self.slots.get_mut(uid) else { return };
-        if slot.in_flight {
+        if slot.in_flight || slot.waiting {
             return;
         }
         let Some(desired) = slot.pending.take() else { return };
@@ -305,6 +312,7 @@ impl WriterTask {
             WriteDecision::UpToDate => {}
             WriteDecision::WaitForWindow(wait) => {
                 slot.pending = Some(desired);
+                slot.waiting = true;
                 self.timers.insert(Timer::Window(uid.to_owned()), wait);
             }
             WriteDecision::TrustOwnWrite(wait) => {
@@ -455,5 +463,142 @@ mod tests {
             write_decision(Some(&status(1)), None, &status(1), now, window),
             WriteDecision::UpToDate
         );
+    }
+
+    /// The writer against a mock API server: every request it sends is seen here.
+    mod requests {
+        use super::*;
+        use http::{Request, Response};
+        use kube::client::Body;
+        use kube::runtime::events::Reporter;
+
+        type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+        const WINDOW: Duration = Duration::from_millis(300);
+
+        fn desired(healthy: u32, stored: Option<u32>) -> Desired {
+            Desired {
+                record_set: ObjectRef::new("web").within("shop"),
+                uid: "uid-web".into(),
+                reference: ObjectReference::default(),
+                stored: stored.map(status),
+                status: status(healthy),
+            }
+        }
+
+        fn start() -> (
+            StatusWriter,
+            Handle,
+            mpsc::UnboundedReceiver<ObjectRef<Guarded>>,
+            CancellationToken,
+        ) {
+            let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let client = kube::Client::new(service, "default");
+            let recorder = Recorder::new(client.clone(), Reporter::from("test"));
+            let (again, requested) = mpsc::unbounded_channel();
+            let stop = CancellationToken::new();
+            let writer = StatusWriter::start(client, recorder, Arc::default(), WINDOW, again, stop.clone());
+            (writer, handle, requested, stop)
+        }
+
+        /// The next request: it must be a status patch; returns the healthy count it writes
+        /// and answers it with `code`.
+        async fn next_status_patch(handle: &mut Handle, code: u16) -> u64 {
+            let (request, respond) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+                .await
+                .expect("a request in time")
+                .expect("the writer is running");
+            assert_eq!(request.method(), http::Method::PATCH);
+            assert_eq!(
+                request.uri().path(),
+                "/apis/mvdns.io/v1alpha1/namespaces/shop/multivaluerecordsets/web/status"
+            );
+            assert!(
+                request
+                    .uri()
+                    .query()
+                    .unwrap_or_default()
+                    .contains("fieldManager=mvdns-operator")
+            );
+            let body = request.into_body().collect_bytes().await.expect("body");
+            let patch: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let object = json!({
+                "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
+                "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web"},
+                "spec": {"name": "web.example.", "type": "A"},
+                "status": patch["status"],
+            });
+            let reply = if code == 200 {
+                object
+            } else {
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "boom", "code": code})
+            };
+            let response = Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                .expect("response");
+            respond.send_response(response);
+            patch["status"]["healthyCount"].as_u64().unwrap_or_default()
+        }
+
+        /// The healthy count last written, once the writer has taken in the response.
+        async fn written_count(writer: &StatusWriter) -> Option<u32> {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Some(written) = writer.last_written("uid-web") {
+                    return Some(written.status.healthy_count);
+                }
+            }
+            None
+        }
+
+        async fn no_request_within(handle: &mut Handle, wait: Duration) {
+            let next = tokio::time::timeout(wait, handle.next_request()).await;
+            assert!(
+                next.is_err(),
+                "an unexpected request: {:?}",
+                next.ok().flatten().map(|(r, _)| r.uri().clone())
+            );
+        }
+
+        #[tokio::test]
+        async fn a_burst_is_one_write_at_once_and_one_with_the_newest_status_at_the_end_of_the_window() {
+            let (writer, mut handle, _requested, stop) = start();
+            writer.submit(desired(1, None));
+            assert_eq!(next_status_patch(&mut handle, 200).await, 1, "the first change at once");
+            assert_eq!(written_count(&writer).await, Some(1));
+            let started = Instant::now();
+            writer.submit(desired(2, Some(1)));
+            writer.submit(desired(3, Some(1)));
+            writer.submit(desired(4, Some(1)));
+            assert_eq!(
+                next_status_patch(&mut handle, 200).await,
+                4,
+                "the burst: its newest status"
+            );
+            assert!(started.elapsed() >= WINDOW / 2, "and not before the window ends");
+            assert_eq!(written_count(&writer).await, Some(4));
+            // What was written, submitted again once the store shows it: nothing to write.
+            writer.submit(desired(4, Some(4)));
+            no_request_within(&mut handle, WINDOW * 2).await;
+            stop.cancel();
+        }
+
+        #[tokio::test]
+        async fn a_failed_write_asks_for_a_reconcile_and_is_not_taken_as_written() {
+            let (writer, mut handle, mut requested, stop) = start();
+            writer.submit(desired(1, None));
+            assert_eq!(next_status_patch(&mut handle, 500).await, 1);
+            let again = tokio::time::timeout(RETRY_AFTER_ERROR * 3, requested.recv()).await;
+            assert_eq!(again.ok().flatten(), Some(ObjectRef::new("web").within("shop")));
+            assert!(writer.last_written("uid-web").is_none());
+            // A forgotten record set starts afresh.
+            writer.submit(desired(2, None));
+            assert_eq!(next_status_patch(&mut handle, 200).await, 2);
+            writer.forget("uid-web".into());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(writer.last_written("uid-web").is_none());
+            stop.cancel();
+        }
     }
 }
