@@ -6,10 +6,9 @@
 //!
 //! The decisions are pure functions: [`index::build_index`] (record sets to records),
 //! [`answer::answer`] (one question to one answer) and [`wire::respond`] (request bytes to
-//! response bytes: FORMERR, EDNS, truncation). [`server`], [`watch`] and [`admin`] are the
-//! thin IO around them.
+//! response bytes: FORMERR, EDNS, truncation). [`server`] and [`watch`] are the thin IO
+//! around them; the admin port is `mvdns_runtime::admin`'s, serving [`Shared`].
 
-pub mod admin;
 pub mod answer;
 pub mod fast;
 pub mod index;
@@ -62,6 +61,20 @@ impl Shared {
             synced: AtomicBool::new(false),
             metrics: metrics::Metrics::default(),
         })
+    }
+}
+
+impl mvdns_runtime::admin::AdminState for Shared {
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.synced.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("waiting for the first full sync of record sets")
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
     }
 }
 

@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use mvdns_runtime::{CommonArgs, admin};
+use mvdns_server::Shared;
 use mvdns_server::rrl::RateLimitConfig;
 use mvdns_server::server::{self, ServerConfig};
 use mvdns_server::watch::{self, WatchConfig};
 use mvdns_server::zone::{ZoneSettings, Zones};
-use mvdns_server::{Shared, admin};
-use tokio_util::sync::CancellationToken;
+
+/// The admin port when `--admin-listen` is not given.
+const ADMIN_LISTEN: &str = "0.0.0.0:9153";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,9 +33,6 @@ struct Args {
     /// Address for DNS over UDP and TCP.
     #[arg(long, env = "MVDNS_LISTEN", default_value = "0.0.0.0:5353")]
     listen: SocketAddr,
-    /// Address for /livez, /readyz and /metrics.
-    #[arg(long, env = "MVDNS_ADMIN_LISTEN", default_value = "0.0.0.0:9153")]
-    admin_listen: SocketAddr,
     /// Watch record sets in this namespace only (default: all namespaces).
     #[arg(long, env = "MVDNS_NAMESPACE")]
     namespace: Option<String>,
@@ -69,25 +69,14 @@ struct Args {
     /// Changes to record sets within this window are served together.
     #[arg(long, env = "MVDNS_DEBOUNCE_MS", default_value_t = 5)]
     debounce_ms: u64,
-    #[arg(long, env = "MVDNS_LOG_FORMAT", value_enum, default_value = "plain")]
-    log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Plain,
-    Json,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Plain => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    args.common.init_logging().map_err(anyhow::Error::msg)?;
 
     let zones = Zones::new(&ZoneSettings {
         apexes: args.zones,
@@ -118,31 +107,19 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("no Kubernetes client configuration")?;
     let shared = Shared::new(zones);
-    let shutdown = CancellationToken::new();
 
     let sockets = server::bind(&server_config)?;
     tracing::info!(address = %sockets.address, zones = ?shared.zones.iter().map(|z| z.apex.to_string()).collect::<Vec<_>>(), "DNS listening on UDP and TCP");
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .context("cannot bind the admin port")?;
-    tracing::info!(address = %admin_listener.local_addr()?, "admin server listening");
+    let admin_listen: SocketAddr = args.common.admin_listen.unwrap_or(ADMIN_LISTEN.parse()?);
+    let admin_listener = admin::bind(admin_listen).await.context("cannot bind the admin port")?;
+    let shutdown = mvdns_runtime::shutdown_on_signal();
 
     let admin = tokio::spawn(admin::serve(admin_listener, shared.clone(), shutdown.clone()));
     let dns = tokio::spawn(server::serve(sockets, server_config, shared.clone(), shutdown.clone()));
     let feed = tokio::spawn(watch::run(client, watch_config, shared, shutdown.clone()));
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
+    shutdown.cancelled().await;
     let _ = tokio::join!(feed, dns);
     admin.await??;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Node;
 
 /// The node label that names a node's zone (well-known, set by cloud providers).
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub use mvdns_api::ZONE_LABEL;
 
 /// A network: an address and the number of leading bits that matter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,22 +15,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::core::DeserializeGuard;
+
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Api, Client};
-use mvdns_api::MultiValueRecordSet;
-use mvdns_api::coalesce::wait_in_window;
-use mvdns_api::reconnect::ReconnectBackoff;
+use mvdns_api::Guarded;
+use mvdns_runtime::backoff::ReconnectBackoff;
+use mvdns_runtime::coalesce::wait_in_window;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::index::{Built, Skipped, build_index_reusing};
 use crate::topology::ClientZones;
-
-type Guarded = DeserializeGuard<MultiValueRecordSet>;
 
 /// Watch settings (flags / chart values).
 #[derive(Clone, Debug)]

@@ -19,10 +19,10 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mvdns_api::ownership::{NameClaim, name_owners};
-use mvdns_api::reconnect::ReconnectBackoff;
 use mvdns_api::value::normalize_fqdn;
 use mvdns_api::zones::PublishRules;
 use mvdns_api::{Guarded, MultiValueRecordSet};
+use mvdns_runtime::backoff::ReconnectBackoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

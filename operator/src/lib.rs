@@ -11,9 +11,8 @@
 //!   touches and what a reconcile reads;
 //! - IO: [`controller`] (the watches and the reconcile), [`runner`] (when reconciles
 //!   run), [`writer`] (the one status writer), [`health::checker`] and
-//!   [`health::probe`] (the probes), [`leader`] (the Lease) and [`admin`] (the admin port).
+//!   [`health::probe`] (the probes), [`leader`] (the Lease); the admin port is `mvdns_runtime::admin`'s, serving [`Health`].
 
-pub mod admin;
 pub mod controller;
 pub mod health;
 pub mod index;
@@ -82,6 +81,20 @@ pub struct Health {
     /// with one replica Ready per Deployment only, `helm install --wait` and a
     /// PodDisruptionBudget would wait for it forever, and a rollout would never finish).
     pub ready: AtomicBool,
+}
+
+impl mvdns_runtime::admin::AdminState for Health {
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("waiting for the API server")
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
 /// Runs the operator until `shutdown` is cancelled: waits to become leader, reconciles

@@ -6,18 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mvdns_api::zones::PublishRules;
 use mvdns_operator::health::policy::ProbePolicy;
 use mvdns_operator::leader::LeaseConfig;
 use mvdns_operator::{Health, OperatorConfig};
-use tokio_util::sync::CancellationToken;
+use mvdns_runtime::{CommonArgs, admin};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Plain,
-    Json,
-}
+/// The admin port when `--admin-listen` is not given.
+const ADMIN_LISTEN: &str = "0.0.0.0:8080";
 
 /// Writes the healthy values of MultiValueRecordSets into their status.
 #[derive(Debug, Parser)]
@@ -67,23 +64,14 @@ struct Args {
     /// Health-check probes in flight at most; a slow endpoint holds one slot until its timeout.
     #[arg(long, env = "MVDNS_PROBE_CONCURRENCY", default_value_t = 256)]
     probe_concurrency: usize,
-    /// Address of the admin server (/livez, /readyz, /metrics).
-    #[arg(long, env = "MVDNS_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    admin_listen: SocketAddr,
-    /// Log format.
-    #[arg(long, env = "MVDNS_LOG_FORMAT", value_enum, default_value = "plain")]
-    log_format: LogFormat,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Plain => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    args.common.init_logging().map_err(anyhow::Error::msg)?;
 
     let kube_config = kube::Config::infer()
         .await
@@ -113,21 +101,11 @@ async fn main() -> anyhow::Result<()> {
         probe_policy,
     };
     let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
-    let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
-
-    let listener = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .context("cannot bind the admin port")?;
-    tracing::info!(address = %listener.local_addr()?, "admin server listening");
-    let admin = tokio::spawn(mvdns_operator::admin::serve(listener, health.clone(), shutdown.clone()));
-
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signals.cancel();
-    });
+    let admin_listen: SocketAddr = args.common.admin_listen.unwrap_or(ADMIN_LISTEN.parse()?);
+    let listener = admin::bind(admin_listen).await.context("cannot bind the admin port")?;
+    let shutdown = mvdns_runtime::shutdown_on_signal();
+    let admin = tokio::spawn(admin::serve(listener, health.clone(), shutdown.clone()));
     mvdns_operator::run(client, config, health, shutdown).await;
     admin.await??;
     Ok(())
@@ -161,12 +139,4 @@ async fn protected_addresses(config: &kube::Config, own: &[IpAddr]) -> Vec<(IpAd
             .map(|ip| (ip, "the API server's address".to_owned())),
     );
     protected
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }

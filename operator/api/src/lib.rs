@@ -1,9 +1,7 @@
 //! The `mvdns.io/v1alpha1` API: the `MultiValueRecordSet` custom resource, its
 //! admission rules, and the value parsing shared by the operator and the DNS server.
 
-pub mod coalesce;
 pub mod ownership;
-pub mod reconnect;
 mod record_set;
 pub mod rules;
 pub mod value;
