@@ -59,6 +59,8 @@ pub struct Metrics {
     pub synced: Gauge,
     pub last_sync_seconds: Gauge,
     pub index_builds: Counter,
+    /// Rebuilds that could not take the quick way, by reason (`index::WholeBuild`).
+    pub whole_builds: Family<ReasonLabels, Counter>,
     /// Full lists of record sets started: the first, and one after every watch that
     /// could not resume (an expired resourceVersion, 410 Gone).
     pub watch_lists: Counter,
@@ -81,6 +83,7 @@ impl Default for Metrics {
             synced: Gauge::default(),
             last_sync_seconds: Gauge::default(),
             index_builds: Counter::default(),
+            whole_builds: Family::default(),
             watch_lists: Counter::default(),
             watch_errors: Counter::default(),
             registry: Registry::default(),
@@ -127,6 +130,11 @@ impl Default for Metrics {
             metrics.last_sync_seconds.clone(),
         );
         registry.register("index_builds", "Index rebuilds", metrics.index_builds.clone());
+        registry.register(
+            "index_whole_builds",
+            "Index rebuilds that built everything again, by reason (no_previous_shape, record_set_added_or_removed, spec_changed, pod_srv_glue, ...); the others only swapped changed RRsets in",
+            metrics.whole_builds.clone(),
+        );
         registry.register(
             "watch_lists",
             "Full lists of record sets started (the first, then after each watch that could not resume)",

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
-use crate::index::{Built, Skipped, build_index_reusing};
+use crate::index::{Built, Skipped, build_index_reusing, next_serial};
 use crate::topology::ClientZones;
 
 /// Watch settings (flags / chart values).
@@ -201,17 +201,21 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let (index, built) = build_index_reusing(
-        &record_sets,
-        &shared.zones,
-        u32::try_from(now).unwrap_or(u32::MAX),
-        previous,
-    );
+    let serial = next_serial(shared.index.load().serial, u32::try_from(now).unwrap_or(u32::MAX));
+    let (index, built) = build_index_reusing(&record_sets, &shared.zones, serial, previous);
     for skipped in &index.skipped {
         tracing::debug!(?skipped, "not served");
     }
     let metrics = &shared.metrics;
     metrics.index_builds.inc();
+    if let Some(reason) = built.whole_build() {
+        metrics
+            .whole_builds
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.label().into(),
+            })
+            .inc();
+    }
     metrics.record_sets_served.set(gauge(index.record_sets_served));
     metrics.values_served.set(gauge(index.values_served));
     metrics.synced.set(1);

@@ -1,0 +1,23 @@
+//! The served data: record sets in, DNS records out, as pure functions.
+//!
+//! [`build_index`] reads each record set's `.status.values` (written by the operator) and
+//! keeps only what may be served. In four parts:
+//! - [`model`]: what is served ([`Index`], [`Node`], [`RrSet`], [`Entry`]) and what was
+//!   left out and why ([`Skipped`]);
+//! - [`records`]: one status value to one record;
+//! - [`policy`]: which record sets are served, and how (ownership, zones, the CNAME rule,
+//!   the settings of a group, empty non-terminals, glue names);
+//! - [`memo`]: builds that reuse the one before ([`build_index_reusing`]), and why a build
+//!   was whole ([`WholeBuild`]).
+
+pub mod memo;
+pub mod model;
+pub mod policy;
+pub mod records;
+
+pub use memo::{Built, WholeBuild, build_index, build_index_reusing};
+pub use model::{Entry, Index, NameKey, Node, RrSet, Skipped, name_key, next_serial};
+pub use records::entry_for;
+
+#[cfg(test)]
+mod tests;

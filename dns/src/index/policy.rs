@@ -1,0 +1,203 @@
+//! Which record sets are served, and how:
+//! - the record set's namespace owns its name ([`mvdns_api::ownership`], the same rule the
+//!   operator applies), so a set that lost a conflict is never served, whatever its status
+//!   claims;
+//! - its name lies inside one of the configured zones, and its namespace may publish there;
+//! - a CNAME is not served beside other data of the same name (RFC 1034 section 3.6.2);
+//! - record sets of one name and type in the owning namespace are served as one RRset,
+//!   with settings combined towards the safe side ([`group_rrset`]);
+//! - the names between a record set's name and its zone's apex exist (empty
+//!   non-terminals), and so do the synthesized targets of pod SRV records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name};
+use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
+use mvdns_api::zones::Refusal;
+use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
+
+use super::model::{Entry, NameKey, Node, RrSet, Skipped, name_key};
+use super::records::{dns_type, entry_for, parse_name, wire_without_owner};
+use crate::zone::Zones;
+
+/// A served (name, type); the name shared, as every build copies the keys.
+pub(super) type GroupKey = (Arc<str>, RecordType);
+
+/// The record sets to serve, grouped by (name, type) in a deterministic order, and the
+/// ones left out by the rules that read specs alone.
+#[derive(Debug, Default)]
+pub(super) struct ServedGroups<'a> {
+    pub groups: BTreeMap<GroupKey, Vec<&'a MultiValueRecordSet>>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Applies the ownership, zone and CNAME rules to every record set.
+pub(super) fn served_groups<'a>(record_sets: &[&'a MultiValueRecordSet], zones: &Zones) -> ServedGroups<'a> {
+    let mut spec_skips = Vec::new();
+    let claims: Vec<(&MultiValueRecordSet, Option<NameClaim>)> =
+        record_sets.iter().map(|rs| (*rs, NameClaim::of(rs))).collect();
+    let owners = name_owners(claims.iter().filter_map(|(_, claim)| claim.as_ref()));
+
+    let mut groups: BTreeMap<GroupKey, Vec<&MultiValueRecordSet>> = BTreeMap::new();
+    for (rs, claim) in &claims {
+        let record_set = object_ref(rs);
+        let Some(claim) = claim else {
+            spec_skips.push(Skipped::InvalidName { record_set });
+            continue;
+        };
+        if !is_owner(&owners, claim) {
+            let owner = owners.get(&claim.name).map(|o| o.namespace.clone()).unwrap_or_default();
+            spec_skips.push(Skipped::NotOwner { record_set, owner });
+            continue;
+        }
+        let in_zones = parse_name(&claim.name).is_some_and(|n| zones.zone_of(&LowerName::new(&n)).is_some());
+        if !in_zones {
+            spec_skips.push(Skipped::OutsideZones {
+                record_set,
+                name: claim.name.clone(),
+            });
+            continue;
+        }
+        if let Err(Refusal::NamespaceNotAllowed { zone, .. }) = zones.publish.check(&claim.name, &claim.namespace) {
+            spec_skips.push(Skipped::NamespaceNotAllowed { record_set, zone });
+            continue;
+        }
+        groups
+            .entry((Arc::from(claim.name.as_str()), rs.spec.record_type))
+            .or_default()
+            .push(rs);
+    }
+
+    let beside_other_data = |(name, record_type): &GroupKey| {
+        *record_type == RecordType::CNAME && groups.keys().any(|(n, t)| n == name && *t != RecordType::CNAME)
+    };
+    let cnames_beside_data: Vec<GroupKey> = groups.keys().filter(|key| beside_other_data(key)).cloned().collect();
+    for key in cnames_beside_data {
+        let name = &key.0;
+        for rs in groups.remove(&key).unwrap_or_default() {
+            spec_skips.push(Skipped::CnameBesideOtherData {
+                record_set: object_ref(rs),
+                name: name.to_string(),
+            });
+        }
+    }
+    ServedGroups {
+        groups,
+        skipped: spec_skips,
+    }
+}
+
+/// The RRset of one (name, type) group. Settings combine towards the safe side: the
+/// lowest TTL and `maxAnswers`, and fail-open (`ReturnUnhealthy`, Route 53's behaviour)
+/// if any set of the group asks for it; zone preference if any set asks for it.
+pub(super) fn group_rrset(
+    owner: &Name,
+    record_type: RecordType,
+    sets: &[&MultiValueRecordSet],
+    skipped: &mut Vec<Skipped>,
+) -> RrSet {
+    let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
+    let max_answers = sets.iter().map(|rs| rs.spec.max_answers).min().unwrap_or(8).clamp(1, 8);
+    let when_all_unhealthy = if sets
+        .iter()
+        .any(|rs| rs.spec.when_all_unhealthy == WhenAllUnhealthy::ReturnUnhealthy)
+    {
+        WhenAllUnhealthy::ReturnUnhealthy
+    } else {
+        WhenAllUnhealthy::ReturnNone
+    };
+    let prefer_same_zone = sets.iter().any(|rs| rs.spec.topology == Topology::PreferSameZone);
+    let mut healthy: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut unhealthy: BTreeMap<String, Entry> = BTreeMap::new();
+    for rs in sets {
+        for value in rs.status.iter().flat_map(|s| &s.values) {
+            let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
+                skipped.push(Skipped::InvalidValue {
+                    record_set: object_ref(rs),
+                    value: value.value.clone(),
+                });
+                continue;
+            };
+            entry.zone = value.zone.clone();
+            // The same record from two sets: healthy if either says so.
+            let key = entry.record.data.to_string();
+            if value.healthy {
+                unhealthy.remove(&key);
+                healthy.insert(key, entry);
+            } else if !healthy.contains_key(&key) {
+                unhealthy.insert(key, entry);
+            }
+        }
+    }
+    let healthy: Vec<Entry> = healthy.into_values().collect();
+    let mut healthy_by_zone: HashMap<String, Vec<usize>> = HashMap::new();
+    if prefer_same_zone {
+        for (position, entry) in healthy.iter().enumerate() {
+            if let Some(zone) = &entry.zone {
+                healthy_by_zone.entry(zone.clone()).or_default().push(position);
+            }
+        }
+    }
+    let unhealthy: Vec<Entry> = unhealthy.into_values().collect();
+    let has_glue = healthy.iter().chain(&unhealthy).any(|e| e.glue.is_some());
+    RrSet {
+        record_type: dns_type(record_type),
+        max_answers: usize::from(max_answers),
+        when_all_unhealthy,
+        prefer_same_zone,
+        healthy,
+        unhealthy,
+        healthy_by_zone,
+        has_glue,
+    }
+}
+
+/// SRV targets synthesized for pods answer A/AAAA queries too.
+pub(super) fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) {
+    for entry in rrset.healthy.iter().chain(&rrset.unhealthy) {
+        let Some(glue) = &entry.glue else { continue };
+        let node = names.entry(name_key(&glue.name)).or_default();
+        if node.rrset(glue.record_type()).is_none() {
+            node.rrsets.push(Arc::new(RrSet {
+                record_type: glue.record_type(),
+                max_answers: 1,
+                when_all_unhealthy: WhenAllUnhealthy::ReturnUnhealthy,
+                prefer_same_zone: false,
+                healthy: vec![Entry {
+                    wire: wire_without_owner(glue),
+                    record: glue.clone(),
+                    glue: None,
+                    zone: None,
+                }],
+                unhealthy: Vec::new(),
+                healthy_by_zone: HashMap::new(),
+                has_glue: false,
+            }));
+        }
+    }
+}
+
+/// The node of `name`, creating it and every empty non-terminal up to its zone's apex.
+pub(super) fn add_with_ancestors<'a>(
+    names: &'a mut HashMap<NameKey, Node>,
+    name: &Name,
+    zones: &Zones,
+) -> &'a mut Node {
+    if let Some(zone) = zones.zone_of(&LowerName::new(name)) {
+        let mut parent = name.base_name();
+        while parent.num_labels() > zone.apex_name.num_labels() {
+            names.entry(name_key(&parent)).or_default();
+            parent = parent.base_name();
+        }
+    }
+    names.entry(name_key(name)).or_default()
+}
+
+pub(super) fn object_ref(rs: &MultiValueRecordSet) -> String {
+    format!(
+        "{}/{}",
+        rs.metadata.namespace.as_deref().unwrap_or_default(),
+        rs.metadata.name.as_deref().unwrap_or_default()
+    )
+}
