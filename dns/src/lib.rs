@@ -18,7 +18,6 @@ pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod topology;
-pub mod udp;
 pub mod watch;
 pub mod wire;
 pub mod zone;

@@ -3,7 +3,7 @@
 //!
 //! Why batches: on these machines the kernel's UDP work (about 5 us per query) is most of a
 //! query's cost once the answer is pre-encoded ([`crate::fast`]); one system call per
-//! batch instead of two per query gained 11-24% in DESIGN.md's probe and is what lets mvdns
+//! batch instead of two per query gained 11-24% in a probe of both ways, and is what lets mvdns
 //! pass Knot DNS per core (BENCHMARKS.md). `MSG_WAITFORONE` blocks for the first datagram
 //! only and then takes whatever else is queued, so a lone query is answered at once and a
 //! burst is answered 32 at a time; nothing waits for a batch to fill.
@@ -23,10 +23,10 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_util::sync::CancellationToken;
 
+use super::handler::handle;
 use crate::Shared;
 use crate::mmsg::{self, BATCH, Received};
 use crate::rrl::{RateLimiter, Verdict, truncate_to_question};
-use crate::server::handle;
 use crate::wire::{MAX_UDP_PAYLOAD, Transport};
 
 /// How long a receive blocks before the loop looks at the shutdown token again.
