@@ -77,20 +77,23 @@ impl mvdns_runtime::admin::AdminState for Shared {
     }
 }
 
-/// Fixtures shared by the unit tests of the pure modules.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Fixtures for tests and examples: the unit tests here use them directly, every other
+/// tier through the test kit (`mvdns-testkit`), which re-exports them. Not for serving.
+pub mod testing {
     use serde_json::json;
 
     use crate::zone::{ZoneSettings, Zones};
 
-    /// The zone the unit tests serve: `example.internal.`.
+    /// The zone the tests serve.
+    pub const TEST_ZONE: &str = "example.internal.";
+
+    /// The zones of a server that serves [`TEST_ZONE`] with default settings.
     pub fn zones() -> Zones {
         Zones::new(&ZoneSettings {
-            apexes: vec!["example.internal.".into()],
+            apexes: vec![TEST_ZONE.into()],
             ..ZoneSettings::default()
         })
-        .expect("zones")
+        .expect("the test zone is valid")
     }
 
     /// A record set as the watcher sees it: its namespace, creation time, spec and the

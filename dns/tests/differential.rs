@@ -11,29 +11,21 @@ use mvdns_server::fast::answer_fast;
 use mvdns_server::index::{Index, build_index};
 use mvdns_server::topology::ClientZones;
 use mvdns_server::wire::{Served, Transport, respond};
-use mvdns_server::zone::{ZoneSettings, Zones};
+use mvdns_testkit::fixtures::{self, zones};
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-fn zones() -> Zones {
-    Zones::new(&ZoneSettings {
-        apexes: vec!["example.internal.".into()],
-        ..ZoneSettings::default()
-    })
-    .expect("zones")
-}
-
+/// A record set of namespace `a` with these `status.values` (the test kit's fixture).
 fn record_set(object: &str, spec: serde_json::Value, values: Vec<serde_json::Value>) -> mvdns_api::MultiValueRecordSet {
-    serde_json::from_value(json!({
-        "apiVersion": "mvdns.io/v1alpha1",
-        "kind": "MultiValueRecordSet",
-        "metadata": {"name": object, "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": spec,
-        "status": {"values": values},
-    }))
-    .expect("record set")
+    fixtures::record_set(
+        "a",
+        object,
+        "2026-01-01T00:00:00Z",
+        spec,
+        serde_json::Value::Array(values),
+    )
 }
 
 fn value(v: String, healthy: bool) -> serde_json::Value {

@@ -10,31 +10,23 @@ use hickory_proto::rr::{Name, RecordType};
 use mvdns_server::index::{Index, build_index};
 use mvdns_server::topology::ClientZones;
 use mvdns_server::wire::{Served, Transport, respond, size_limit};
-use mvdns_server::zone::{ZoneSettings, Zones};
+use mvdns_server::zone::Zones;
+use mvdns_testkit::fixtures::{record_set, zones};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-
-fn zones() -> Zones {
-    Zones::new(&ZoneSettings {
-        apexes: vec!["example.internal.".into()],
-        ..ZoneSettings::default()
-    })
-    .expect("zones")
-}
 
 fn index() -> Index {
     let values: Vec<_> = (1..=64)
         .map(|i| serde_json::json!({"value": format!("10.1.0.{i}"), "healthy": i % 3 != 0, "source": format!("pod/p{i}")}))
         .collect();
-    let rs: mvdns_api::MultiValueRecordSet = serde_json::from_value(serde_json::json!({
-        "apiVersion": "mvdns.io/v1alpha1",
-        "kind": "MultiValueRecordSet",
-        "metadata": {"name": "web", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"name": "web.example.internal", "type": "A", "podSelector": {}},
-        "status": {"values": values},
-    }))
-    .expect("record set");
+    let rs = record_set(
+        "a",
+        "web",
+        "2026-01-01T00:00:00Z",
+        serde_json::json!({"name": "web.example.internal", "type": "A", "podSelector": {}}),
+        serde_json::Value::Array(values),
+    );
     build_index(&[&rs], &zones(), 1)
 }
 

@@ -2,49 +2,28 @@
 //! timeouts, and hostile packets never stopping the answers to others.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use mvdns_server::Shared;
 use mvdns_server::rrl::RateLimitConfig;
-use mvdns_server::server::{self, ServerConfig};
-use mvdns_server::zone::{ZoneSettings, Zones};
+use mvdns_testkit::loopback::{LoopbackOptions, LoopbackServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio_util::sync::CancellationToken;
 
-async fn start(max_tcp_connections: usize, idle: Duration) -> (SocketAddr, Arc<Shared>, CancellationToken) {
-    start_limited(max_tcp_connections, idle, None).await
+fn start(max_tcp_connections: usize, idle: Duration) -> LoopbackServer {
+    start_limited(max_tcp_connections, idle, None)
 }
 
-async fn start_limited(
-    max_tcp_connections: usize,
-    idle: Duration,
-    rate_limit: Option<RateLimitConfig>,
-) -> (SocketAddr, Arc<Shared>, CancellationToken) {
-    let zones = Zones::new(&ZoneSettings {
-        apexes: vec!["example.internal.".into()],
-        ..ZoneSettings::default()
-    })
-    .expect("zones");
-    let shared = Shared::new(zones);
-    // An empty but synced index: the apex answers, everything else is NXDOMAIN.
-    shared.synced.store(true, Ordering::Release);
-    let config = ServerConfig {
-        listen: (Ipv4Addr::LOCALHOST, 0).into(),
-        udp_workers: 1,
+/// The test kit's loopback server with nothing but the zone: the apex answers, everything
+/// else is NXDOMAIN.
+fn start_limited(max_tcp_connections: usize, idle: Duration, rate_limit: Option<RateLimitConfig>) -> LoopbackServer {
+    let options = LoopbackOptions {
         max_tcp_connections,
         tcp_idle_timeout: idle,
         rate_limit,
     };
-    let sockets = server::bind(&config).expect("bind");
-    let address = sockets.address;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::serve(sockets, config, shared.clone(), shutdown.clone()));
-    (address, shared, shutdown)
+    LoopbackServer::start(&[], options).expect("a loopback server")
 }
 
 fn soa_query() -> Vec<u8> {
@@ -86,7 +65,8 @@ async fn tcp_soa(stream: &mut TcpStream) -> std::io::Result<Message> {
 
 #[tokio::test]
 async fn tcp_connections_are_bounded_and_idle_ones_closed() {
-    let (server, shared, shutdown) = start(2, Duration::from_millis(800)).await;
+    let dns = start(2, Duration::from_millis(800));
+    let (server, shared) = (dns.address, dns.shared.clone());
     // Two clients hold connections open without sending anything (slow-loris style).
     let mut held = [
         TcpStream::connect(server).await.expect("connect"),
@@ -112,12 +92,13 @@ async fn tcp_connections_are_bounded_and_idle_ones_closed() {
     let metrics = shared.metrics.encode();
     assert!(metrics.contains("reason=\"tcp_connection_limit\""), "{metrics}");
     assert!(metrics.contains("reason=\"tcp_idle_timeout\""), "{metrics}");
-    shutdown.cancel();
+    drop(dns);
 }
 
 #[tokio::test]
 async fn hostile_packets_get_formerr_or_nothing_and_others_are_still_answered() {
-    let (server, _shared, shutdown) = start(8, Duration::from_secs(2)).await;
+    let dns = start(8, Duration::from_secs(2));
+    let (server, _shared) = (dns.address, dns.shared.clone());
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
     let mut header = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
     let hostile: Vec<Vec<u8>> = vec![
@@ -147,7 +128,7 @@ async fn hostile_packets_get_formerr_or_nothing_and_others_are_still_answered() 
     drop(stream);
     header[5] = 1;
     assert_eq!(udp_soa(server).await.answers.len(), 1, "still answering");
-    shutdown.cancel();
+    drop(dns);
 }
 
 /// With response rate limiting on, a flood from one /24 gets its rate (plus every
@@ -159,7 +140,8 @@ async fn rate_limiting_caps_one_subnet_and_spares_others() {
         responses_per_second: 20,
         slip: 2,
     };
-    let (server, shared, shutdown) = start_limited(4, Duration::from_secs(2), Some(limit)).await;
+    let dns = start_limited(4, Duration::from_secs(2), Some(limit));
+    let (server, shared) = (dns.address, dns.shared.clone());
     let flooder = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
     flooder.connect(server).await.expect("connect");
     let sent = 200u32;
@@ -201,7 +183,7 @@ async fn rate_limiting_caps_one_subnet_and_spares_others() {
     }
     let metrics = shared.metrics.encode();
     assert!(metrics.contains("reason=\"rate_limit\""), "{metrics}");
-    shutdown.cancel();
+    drop(dns);
 }
 
 /// Bursts from many clients at once are received and answered in batches
@@ -209,7 +191,8 @@ async fn rate_limiting_caps_one_subnet_and_spares_others() {
 /// the socket that asked.
 #[tokio::test]
 async fn bursts_from_many_clients_are_each_answered_to_their_sender() {
-    let (server, _shared, shutdown) = start(4, Duration::from_secs(2)).await;
+    let dns = start(4, Duration::from_secs(2));
+    let (server, _shared) = (dns.address, dns.shared.clone());
     let mut clients = Vec::new();
     for _ in 0..16 {
         clients.push(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind"));
@@ -239,5 +222,5 @@ async fn bursts_from_many_clients_are_each_answered_to_their_sender() {
         let first = u16::try_from(c).expect("small") * 1000;
         assert_eq!(ids, (first..first + PER_CLIENT).collect::<Vec<_>>(), "client {c}");
     }
-    shutdown.cancel();
+    drop(dns);
 }

@@ -36,6 +36,7 @@ fn result_of(status: &MultiValueRecordSetStatus, ip: &str) -> Option<CheckResult
 }
 
 #[tokio::test]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
 async fn checks_follow_real_endpoints() -> Result<()> {
     let _turn = SERIAL.lock().await;
     let Fixture { env, ns } = fixture("checks").await?;
@@ -216,6 +217,7 @@ async fn checks_follow_real_endpoints() -> Result<()> {
 /// probed or served; the condition and a Warning Event name each rule; the allowed value
 /// next to them is probed as usual.
 #[tokio::test]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
 async fn checks_on_refused_addresses_send_nothing_and_are_not_served() -> Result<()> {
     let _turn = SERIAL.lock().await;
     let Fixture { env, ns } = fixture("refused").await?;

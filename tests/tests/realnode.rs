@@ -331,6 +331,7 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
 async fn the_chart_on_a_real_node_serves_pods_resolving_through_their_own_resolver() -> Result<()> {
     if let Err(error) = node_sh(&["preflight"]) {
         bail!("the real node cannot start on this machine: {error:#} (hack/node.sh preflight says why above)");
