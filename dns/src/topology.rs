@@ -86,7 +86,8 @@ impl ClientZones {
         Self { networks }
     }
 
-    pub fn zone_of(&self, ip: IpAddr) -> Option<&str> {
+    /// The topology zone of a client address (not a DNS zone: those are `crate::zone`).
+    pub fn topology_zone(&self, ip: IpAddr) -> Option<&str> {
         self.networks
             .iter()
             .find(|(network, _)| network.contains(ip))
@@ -122,7 +123,7 @@ mod tests {
             node("c", None, "10.0.0.3", &["10.244.2.0/24"]),
         ];
         let zones = ClientZones::from_nodes(&nodes);
-        let zone = |ip: &str| zones.zone_of(ip.parse().expect("ip"));
+        let zone = |ip: &str| zones.topology_zone(ip.parse().expect("ip"));
         assert_eq!(zone("10.244.0.17"), Some("zone-a"));
         assert_eq!(zone("fd00:10:244::5"), Some("zone-a"));
         assert_eq!(zone("10.244.1.200"), Some("zone-b"));
@@ -138,8 +139,8 @@ mod tests {
             node("narrow", Some("zone-b"), "10.1.2.3", &[]),
         ];
         let zones = ClientZones::from_nodes(&nodes);
-        assert_eq!(zones.zone_of("10.1.2.3".parse().expect("ip")), Some("zone-b"));
-        assert_eq!(zones.zone_of("10.1.2.4".parse().expect("ip")), Some("zone-a"));
+        assert_eq!(zones.topology_zone("10.1.2.3".parse().expect("ip")), Some("zone-b"));
+        assert_eq!(zones.topology_zone("10.1.2.4".parse().expect("ip")), Some("zone-a"));
         assert_eq!(Network::parse("10.1.0.0/99"), None);
         assert!(Network::parse("::/0").is_some_and(|n| n.contains("2001:db8::1".parse().expect("ip"))));
     }

@@ -97,7 +97,7 @@ pub fn respond<R: Rng + ?Sized>(
     };
     let subnet = client_subnet(&request);
     let client = subnet.as_ref().map_or(source, ClientSubnet::addr);
-    let client_zone = served.client_zones.zone_of(client);
+    let client_zone = served.client_zones.topology_zone(client);
     let found = answer(served.index, served.zones, &question, client_zone, rng);
     let mut response = reply_to(&request, found.rcode);
     if let (Some(subnet), Some(edns)) = (subnet, response.edns.as_mut()) {

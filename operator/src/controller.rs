@@ -308,5 +308,5 @@ fn find_conflict(record_set: &MultiValueRecordSet, index: &Index) -> Option<Conf
 fn report_unreadable(guarded: &Guarded, error: &str, ctx: &Context) {
     let note = format!("the record set cannot be read and is not served: {error}");
     tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "unreadable record set");
-    ctx.writer.publish(guarded.object_ref(&()), true, "InvalidSpec", note);
+    ctx.writer.emit_event(guarded.object_ref(&()), true, "InvalidSpec", note);
 }

@@ -9,7 +9,7 @@
 //!   ([`write_decision`]);
 //! - writes with server-side apply under one field manager, with a timeout, one write
 //!   per record set in flight, several record sets in parallel;
-//! - publishes the Events of each written transition, and the reconciles' own Events.
+//! - emits the Events of each written transition, and the reconciles' own Events.
 //!
 //! A failed or timed-out write asks for a reconcile again after a pause, so the next try
 //! starts from the newest stored object. The writer lives as long as the leadership:
@@ -198,14 +198,14 @@ impl StatusWriter {
         is_echo_of_own_write(record_set, written.as_ref().map(|w| w.status.as_ref()))
     }
 
-    /// Publishes an Event in the background: the recorder's API calls (it looks up and
+    /// Emits an Event in the background: the recorder's API calls (it looks up and
     /// patches event series) took hundreds of milliseconds under load.
-    pub fn publish(&self, reference: ObjectReference, warning: bool, reason: &str, note: String) {
-        publish(&self.recorder, reference, warning, reason, note);
+    pub fn emit_event(&self, reference: ObjectReference, warning: bool, reason: &str, note: String) {
+        emit_event(&self.recorder, reference, warning, reason, note);
     }
 }
 
-fn publish(recorder: &Recorder, reference: ObjectReference, warning: bool, reason: &str, note: String) {
+fn emit_event(recorder: &Recorder, reference: ObjectReference, warning: bool, reason: &str, note: String) {
     let event = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
@@ -360,7 +360,7 @@ impl WriterTask {
                     .map(|w| w.status);
                 let old = previous.as_deref().or(desired.stored.as_ref());
                 for transition in transitions(old, &status) {
-                    publish(
+                    emit_event(
                         &self.recorder,
                         desired.reference.clone(),
                         transition.warning,

@@ -271,6 +271,23 @@ pub fn pod_ip(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.pod_ip.as_deref()
 }
 
+/// The IPs of these pods, sorted.
+pub fn pod_ips(pods: &[Pod]) -> std::collections::BTreeSet<String> {
+    pods.iter().filter_map(pod_ip).map(String::from).collect()
+}
+
+/// `count` pods `<prefix>-<i>` labelled `app`, spread over the three KWOK nodes (so over
+/// the zones `zone-a`, `zone-b`, `zone-c`).
+pub fn spread_pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
+    (0..count)
+        .map(|i| {
+            PodSpec::new(format!("{prefix}-{i}"))
+                .label("app", app)
+                .on_node(&format!("kwok-node-{}", i % 3))
+        })
+        .collect()
+}
+
 /// The chart's ServiceAccounts and RBAC, installed for one test: rendered with helm
 /// (release = namespace name, so cluster-scoped names do not collide) and applied.
 pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {

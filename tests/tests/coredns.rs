@@ -209,8 +209,7 @@ impl CoreDns {
 }
 
 fn ips(pods: &[Pod]) -> Vec<String> {
-    let set: BTreeSet<String> = pods.iter().filter_map(pod_ip).map(String::from).collect();
-    set.into_iter().collect()
+    pod_ips(pods).into_iter().collect()
 }
 
 #[tokio::test]

@@ -25,19 +25,12 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// [`spread_pods`] with a named container port, for SRV.
 fn pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
-    (0..count)
-        .map(|i| {
-            PodSpec::new(format!("{prefix}-{i}"))
-                .label("app", app)
-                .on_node(&format!("kwok-node-{}", i % 3))
-                .port("http", 8080)
-        })
+    spread_pods(prefix, count, app)
+        .into_iter()
+        .map(|pod| pod.port("http", 8080))
         .collect()
-}
-
-fn ips(pods: &[Pod]) -> BTreeSet<String> {
-    pods.iter().filter_map(pod_ip).map(String::from).collect()
 }
 
 #[tokio::test]
@@ -49,7 +42,7 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
     dns.wait_synced().await?;
     let pod_api: Api<Pod> = ns.api();
-    let many = ips(&create_ready_pods(&pod_api, &pods("many", 64, "many")).await?);
+    let many = pod_ips(&create_ready_pods(&pod_api, &pods("many", 64, "many")).await?);
     let few = create_ready_pods(&pod_api, &pods("few", 20, "few")).await?;
     let web = format!("web.{}.example.internal.", ns.name);
     let small = format!("small.{}.example.internal.", ns.name);
@@ -103,7 +96,7 @@ async fn answers_are_random_subsets_of_the_healthy_values() -> Result<()> {
     println!("64 values, {queries} answers: chi-square {chi2:.1} (63 df, limit 131.7)");
 
     // 5 healthy of 20: exactly those 5, over UDP, TCP and dig.
-    let healthy: BTreeSet<String> = ips(&few[..5]);
+    let healthy: BTreeSet<String> = pod_ips(&few[..5]);
     for pod in &few[5..] {
         set_pod_ready(&pod_api, pod.metadata.name.as_deref().unwrap_or_default(), false).await?;
     }
@@ -224,7 +217,7 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
 
     // All unhealthy: fail-open gives the unhealthy values, ReturnNone gives NODATA.
     let open = udp(dns.address, &a(&name("open"))).await?;
-    assert_eq!(answer_data(&open), ips(&down).into_iter().collect::<Vec<_>>());
+    assert_eq!(answer_data(&open), pod_ips(&down).into_iter().collect::<Vec<_>>());
     let closed = udp(dns.address, &a(&name("closed"))).await?;
     assert_eq!(
         (closed.metadata.response_code, closed.answers.len()),
@@ -245,7 +238,7 @@ async fn rcodes_record_types_and_sizes() -> Result<()> {
     let srv = udp(dns.address, &Ask::new(&name("_http._tcp.svc"), RecordType::SRV)).await?;
     assert_eq!(srv.answers.len(), 2);
     let glue: BTreeSet<String> = srv.additionals.iter().map(|r| r.data.to_string()).collect();
-    assert_eq!(glue, ips(&up));
+    assert_eq!(glue, pod_ips(&up));
     for record in &srv.answers {
         let text = record.data.to_string();
         assert!(text.starts_with("0 1 8080 "), "{text}");
@@ -364,7 +357,7 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     .await?;
     let ask = Ask::new(&name, RecordType::A);
     let checked = Ask::new(&checked_name, RecordType::A);
-    let all: Vec<String> = ips(&web).into_iter().collect();
+    let all: Vec<String> = pod_ips(&web).into_iter().collect();
     let both = vec![stays.ip(), fails.ip()];
     wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == all).await?;
     wait_answer(dns.address, &checked, LIMIT, |m| answer_data(m) == both).await?;
@@ -428,7 +421,7 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     let record_sets: Api<MultiValueRecordSet> = ns.api();
     wait_status(&record_sets, "web", LIMIT, |s| s.healthy_count == 3).await?;
     let in_status = changed.elapsed();
-    let three: Vec<String> = ips(&web[1..]).into_iter().collect();
+    let three: Vec<String> = pod_ips(&web[1..]).into_iter().collect();
     wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == three).await?;
     println!(
         "a pod flipped after the outage: in status after {in_status:?}, in DNS answers after {:?}",

@@ -31,19 +31,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
-    (0..count)
-        .map(|i| {
-            PodSpec::new(format!("{prefix}-{i}"))
-                .label("app", app)
-                .on_node(&format!("kwok-node-{}", i % 3))
-        })
-        .collect()
-}
-
-fn ips(pods: &[Pod]) -> BTreeSet<String> {
-    pods.iter().filter_map(pod_ip).map(String::from).collect()
-}
 
 /// What a client saw while asking one name over and over.
 #[derive(Debug, Default)]
@@ -89,9 +76,9 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
     let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
     dns.wait_synced().await?;
     let pod_api: Api<Pod> = ns.api();
-    let steady = ips(&create_ready_pods(&pod_api, &pods("steady", 6, "steady")).await?);
-    let burst_pods = create_ready_pods(&pod_api, &pods("burst", 12, "burst")).await?;
-    let burst = ips(&burst_pods);
+    let steady = pod_ips(&create_ready_pods(&pod_api, &spread_pods("steady", 6, "steady")).await?);
+    let burst_pods = create_ready_pods(&pod_api, &spread_pods("burst", 12, "burst")).await?;
+    let burst = pod_ips(&burst_pods);
     let healthy_endpoint = Endpoint::start("127.0.0.31", Behaviour::Respond(200, "ok".into()), false).await?;
     let mut failed_endpoint = Endpoint::start("127.0.0.32", Behaviour::Respond(200, "ok".into()), false).await?;
     failed_endpoint.set(Behaviour::Down).await?;
@@ -158,7 +145,7 @@ async fn operator_killed_mid_burst_standby_converges_and_answers_hold() -> Resul
         }
     }
     let killed_at = killed_at.context("the leader was killed")?;
-    let final_ready: Vec<String> = ips(&burst_pods[..6]).into_iter().collect();
+    let final_ready: Vec<String> = pod_ips(&burst_pods[..6]).into_iter().collect();
     let record_sets: Api<MultiValueRecordSet> = ns.api();
     let converged = wait_status(&record_sets, "burst", LIMIT, |s| healthy_values(s) == final_ready).await?;
     let in_status = killed_at.elapsed();
@@ -235,7 +222,7 @@ async fn churn_storm_is_coalesced_and_memory_stays_bounded() -> Result<()> {
     let per_group = 250;
     let mut specs = Vec::new();
     for group in 0..groups {
-        specs.extend(pods(&format!("g{group}"), per_group, &format!("g{group}")));
+        specs.extend(spread_pods(&format!("g{group}"), per_group, &format!("g{group}")));
     }
     let created = Instant::now();
     create_ready_pods_concurrently(&pod_api, &specs).await?;

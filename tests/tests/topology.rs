@@ -65,9 +65,9 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
         })
         .collect();
     let pods = create_ready_pods(&pod_api, &specs).await?;
-    let mut zone_of: BTreeMap<String, &str> = BTreeMap::new();
+    let mut zone_by_ip: BTreeMap<String, &str> = BTreeMap::new();
     for (i, pod) in pods.iter().enumerate() {
-        zone_of.insert(pod_ip(pod).unwrap_or_default().to_owned(), ZONES[i % 3]);
+        zone_by_ip.insert(pod_ip(pod).unwrap_or_default().to_owned(), ZONES[i % 3]);
     }
     let name = format!("web.{}.example.internal.", ns.name);
     apply_record_set(
@@ -82,12 +82,12 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     let sets: Api<MultiValueRecordSet> = ns.api();
     let status = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 18).await?;
     for value in &status.values {
-        assert_eq!(value.zone.as_deref(), zone_of.get(&value.value).copied(), "{value:?}");
+        assert_eq!(value.zone.as_deref(), zone_by_ip.get(&value.value).copied(), "{value:?}");
     }
     let zones_in = |answer: &hickory_proto::op::Message| -> BTreeSet<&str> {
         answer_data(answer)
             .iter()
-            .filter_map(|ip| zone_of.get(ip).copied())
+            .filter_map(|ip| zone_by_ip.get(ip).copied())
             .collect()
     };
     let ask = Ask::new(&name, RecordType::A);
@@ -108,7 +108,7 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
         assert_eq!(zones_in(&by_source), BTreeSet::from(["zone-a"]));
         same_zone += answer_data(&by_source)
             .iter()
-            .filter(|ip| zone_of.get(*ip) == Some(&"zone-a"))
+            .filter(|ip| zone_by_ip.get(*ip) == Some(&"zone-a"))
             .count();
         total += by_source.answers.len();
     }
@@ -137,7 +137,7 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     assert_eq!(seen.len(), 18, "every value appears for an unknown client");
     let share_a = f64::from(
         seen.iter()
-            .filter(|(ip, _)| zone_of.get(*ip) == Some(&"zone-a"))
+            .filter(|(ip, _)| zone_by_ip.get(*ip) == Some(&"zone-a"))
             .map(|(_, c)| *c)
             .sum::<u32>(),
     ) / f64::from(seen.values().sum::<u32>());
@@ -156,7 +156,7 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     let topped_up = wait_answer(dns.address, &ask.clone().from_subnet("10.244.0.0", 24), LIMIT, |m| {
         answer_data(m)
             .iter()
-            .filter(|ip| zone_of.get(*ip) == Some(&"zone-a"))
+            .filter(|ip| zone_by_ip.get(*ip) == Some(&"zone-a"))
             .count()
             == 2
             && m.answers.len() == 8

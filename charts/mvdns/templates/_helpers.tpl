@@ -119,6 +119,7 @@ sidecar's (coredns.sidecar) are the same server. */}}
 {{- $v := .Values.dns }}
 {{- $watch := include "mvdns.dnsWatchNamespace" . }}
 - --log-format={{ .Values.logFormat }}
+- --log-level={{ .Values.logLevel }}
 {{- with $watch }}
 - --namespace={{ . }}
 {{- end }}

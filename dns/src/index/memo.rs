@@ -155,6 +155,34 @@ pub fn build_index_reusing(
     quick.unwrap_or_else(|reason| build_whole(record_sets, zones, serial, previous, reason))
 }
 
+/// The groups with a member whose version is not the one they were built from, when
+/// only statuses changed since `shape` was built; otherwise why not.
+fn changed_groups<'a>(
+    record_sets: &[&MultiValueRecordSet],
+    previous: &Built,
+    shape: &'a Shape,
+) -> Result<HashSet<&'a GroupKey>, WholeBuild> {
+    if record_sets.len() != shape.specs.len() {
+        return Err(WholeBuild::RecordSetAddedOrRemoved);
+    }
+    let mut changed = HashSet::new();
+    for rs in record_sets {
+        let (Some(uid), Some(generation)) = (rs.metadata.uid.as_ref(), rs.metadata.generation) else {
+            return Err(WholeBuild::NoUidOrGeneration);
+        };
+        if shape.specs.get(uid) != Some(&generation) {
+            // Same count, so one went and another came, or a spec changed.
+            return Err(WholeBuild::SpecChanged);
+        }
+        let Some(key) = shape.group_of.get(uid) else { continue };
+        let built_from = &previous.groups.get(key).ok_or(WholeBuild::Inconsistent)?.sources;
+        if !built_from.iter().any(|source| is_source(source, rs)) {
+            changed.insert(key);
+        }
+    }
+    Ok(changed)
+}
+
 /// The new index when only statuses changed since `shape` was built; otherwise why not.
 fn rebuild_statuses(
     record_sets: &[&MultiValueRecordSet],
@@ -162,26 +190,8 @@ fn rebuild_statuses(
     previous: &Built,
     shape: &Shape,
 ) -> Result<(Arc<Index>, Built), WholeBuild> {
-    use WholeBuild::{Inconsistent, NoUidOrGeneration, PodSrvGlue, RecordSetAddedOrRemoved, SpecChanged};
-    if record_sets.len() != shape.specs.len() {
-        return Err(RecordSetAddedOrRemoved);
-    }
-    // The groups with a member whose version is not the one they were built from.
-    let mut changed: HashSet<&GroupKey> = HashSet::new();
-    for rs in record_sets {
-        let (Some(uid), Some(generation)) = (rs.metadata.uid.as_ref(), rs.metadata.generation) else {
-            return Err(NoUidOrGeneration);
-        };
-        if shape.specs.get(uid) != Some(&generation) {
-            // Same count, so one went and another came, or a spec changed.
-            return Err(SpecChanged);
-        }
-        let Some(key) = shape.group_of.get(uid) else { continue };
-        let built_from = &previous.groups.get(key).ok_or(Inconsistent)?.sources;
-        if !built_from.iter().any(|source| is_source(source, rs)) {
-            changed.insert(key);
-        }
-    }
+    use WholeBuild::{Inconsistent, PodSrvGlue};
+    let changed = changed_groups(record_sets, previous, shape)?;
     if changed.is_empty() {
         // Nothing served changed (only statuses of record sets that are not served).
         let built = Built {

@@ -214,11 +214,6 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    /// Whether pods can back this type: only types whose data is a pod's address.
-    pub fn accepts_pods(self) -> bool {
-        matches!(self, Self::A | Self::AAAA | Self::SRV)
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::A => "A",
