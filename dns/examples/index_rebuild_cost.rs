@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use mvdns_api::MultiValueRecordSet;
 use mvdns_server::index::{Built, build_index, build_index_reusing};
-use mvdns_server::zone::{ZoneSettings, Zones};
 use serde_json::json;
 
 const ROUNDS: u32 = 2_000;
@@ -17,10 +16,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let sets: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(101);
     let values: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
-    let zones = Zones::new(&ZoneSettings {
-        apexes: vec!["example.internal.".into()],
-        ..ZoneSettings::default()
-    })?;
+    let zones = mvdns_testkit::fixtures::zones();
     let record_sets = (0..sets)
         .map(|i| record_set(i, values, 1))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 use crate::OperatorConfig;
 use crate::health::checker::HealthChecker;
 use crate::health::state::{CheckState, recorded_states};
-use crate::index::{Index, RecordSetRef, SelectedPods};
+use crate::index::{Index, RecordSetRef, Scope, SelectedPods};
 use crate::metrics::Metrics;
 use crate::pods::Pod;
+use crate::runner::Stores;
 use crate::status::{Conflict, StatusInput, desired_status, now_in_seconds};
 use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
 use crate::writer::{Desired, StatusWriter};
@@ -57,7 +58,14 @@ pub async fn run(
     config: &OperatorConfig,
     stop: CancellationToken,
 ) {
-    let index: Arc<RwLock<Index>> = Arc::default();
+    let index = Arc::new(RwLock::new(Index::for_namespaces(&config.namespaces)));
+    // One watch of all namespaces, or one per namespace the operator is scoped to (a Role
+    // per namespace is then all it needs).
+    let scopes: Vec<Scope> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
 
     // Reconcile requests that do not come from a watch: health checks whose results
     // changed, and the writer (after a failed write, or when trust in a write runs out).
@@ -67,6 +75,7 @@ pub async fn run(
         reconcile_again.clone(),
         metrics.clone(),
         config.probe_policy.clone(),
+        config.tenant_limits,
     ));
     let writer = StatusWriter::start(
         client.clone(),
@@ -86,34 +95,44 @@ pub async fn run(
     .backoff(ReconnectBackoff::default());
     tokio::spawn(feed_nodes(node_events, index.clone(), stop.clone()));
 
-    let pod_events = watcher(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .backoff(ReconnectBackoff::default());
-    let pod_index = index.clone();
-    let pod_triggers = pod_events
+    let pod_triggers = futures::stream::select_all(scopes.iter().map(|scope| {
+        let (index, scope) = (index.clone(), scope.clone());
+        watcher(
+            scoped_api::<Pod>(&client, &scope),
+            watcher::Config::default().any_semantic(),
+        )
+        .backoff(ReconnectBackoff::default())
         .filter_map(|event| std::future::ready(watched(event)))
-        .flat_map(move |event| futures::stream::iter(write(&pod_index).pod_event(event)));
+        .flat_map(move |event| futures::stream::iter(write(&index).pod_event_in(&scope, event)))
+        .boxed()
+    }));
 
-    // The runner reads record sets from a reflector store; the index keeps what it needs
-    // to find the record sets an event touches.
-    let (rs_store, rs_writer) = reflector::store();
-    let rs_events = watcher(
-        Api::<Guarded>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .backoff(ReconnectBackoff::default())
-    .reflect(rs_writer);
-    let feed = RecordSetFeed {
+    // The runner reads record sets from reflector stores (one per watch); the index keeps
+    // what it needs to find the record sets an event touches.
+    let feed = Arc::new(RecordSetFeed {
         index: index.clone(),
         checker: checker.clone(),
         writer: writer.clone(),
         metrics: metrics.clone(),
-    };
-    let record_set_triggers = rs_events
+    });
+    let mut rs_stores = Vec::new();
+    let mut rs_triggers = Vec::new();
+    for scope in &scopes {
+        let (store, store_writer) = reflector::store();
+        rs_stores.push(store);
+        let (feed, scope) = (feed.clone(), scope.clone());
+        let triggers = watcher(
+            scoped_api::<Guarded>(&client, &scope),
+            watcher::Config::default().any_semantic(),
+        )
+        .backoff(ReconnectBackoff::default())
+        .reflect(store_writer)
         .filter_map(|event| std::future::ready(watched(event)))
-        .flat_map(move |event| futures::stream::iter(feed.apply(event)));
+        .flat_map(move |event| futures::stream::iter(feed.apply(&scope, event)))
+        .boxed();
+        rs_triggers.push(triggers);
+    }
+    let record_set_triggers = futures::stream::select_all(rs_triggers);
 
     let requested = futures::stream::unfold(requested, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
     let triggers = futures::stream::select(record_set_triggers, futures::stream::select(pod_triggers, requested));
@@ -129,7 +148,18 @@ pub async fn run(
         let context = context.clone();
         async move { reconcile(&guarded, &context) }
     };
-    crate::runner::run(triggers, rs_store, reconcile_one, RETRY_AFTER_PANIC, stop).await;
+    crate::runner::run(triggers, Stores(rs_stores), reconcile_one, RETRY_AFTER_PANIC, stop).await;
+}
+
+/// The API of one watch: all namespaces, or one.
+fn scoped_api<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match scope {
+        None => Api::all(client.clone()),
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+    }
 }
 
 /// Applies record set events to the index and says what to reconcile: the record set
@@ -143,7 +173,7 @@ struct RecordSetFeed {
 }
 
 impl RecordSetFeed {
-    fn apply(&self, event: watcher::Event<Guarded>) -> Vec<RecordSetRef> {
+    fn apply(&self, scope: &Scope, event: watcher::Event<Guarded>) -> Vec<RecordSetRef> {
         let own = match &event {
             watcher::Event::Apply(guarded) | watcher::Event::InitApply(guarded) => {
                 let echo = guarded.0.as_ref().is_ok_and(|rs| self.writer.is_echo(rs));
@@ -151,7 +181,7 @@ impl RecordSetFeed {
             }
             _ => None,
         };
-        let change = write(&self.index).record_set_event(event);
+        let change = write(&self.index).record_set_event_in(scope, event);
         for (reference, uid) in change.deleted {
             let namespace = reference.namespace.as_deref().unwrap_or_default();
             self.checker.forget_record_set(namespace, &reference.name);
@@ -252,6 +282,7 @@ fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) {
         computed,
         conflict,
         refusal,
+        throttled: ctx.checker.throttled(&namespace),
     };
     let last_written = ctx.writer.last_written(&uid);
     let old = last_written
@@ -308,5 +339,6 @@ fn find_conflict(record_set: &MultiValueRecordSet, index: &Index) -> Option<Conf
 fn report_unreadable(guarded: &Guarded, error: &str, ctx: &Context) {
     let note = format!("the record set cannot be read and is not served: {error}");
     tracing::warn!(namespace = ?guarded.namespace(), name = %guarded.name_any(), %error, "unreadable record set");
-    ctx.writer.emit_event(guarded.object_ref(&()), true, "InvalidSpec", note);
+    ctx.writer
+        .emit_event(guarded.object_ref(&()), true, "InvalidSpec", note);
 }

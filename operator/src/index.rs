@@ -39,11 +39,18 @@ pub struct Index {
     claims: HashMap<String, HashMap<RecordSetRef, NameClaim>>,
     /// The topology zone of each node that has one.
     node_zones: HashMap<String, String>,
-    pods_relist: Relist<Pod>,
-    record_sets_relist: Relist<Guarded>,
-    nodes_relist: Relist<PartialObjectMeta<Node>>,
+    pods_lists: Lists<Pod>,
+    record_sets_lists: Lists<Guarded>,
+    nodes_lists: Lists<PartialObjectMeta<Node>>,
     /// Which initial lists are complete.
     pub synced: Synced,
+}
+
+/// What one watch covers: one namespace, or all of them (`None`).
+pub type Scope = Option<String>;
+
+fn in_scope(scope: &Scope, namespace: &str) -> bool {
+    scope.as_deref().is_none_or(|only| only == namespace)
 }
 
 /// Which kinds have delivered their first complete list.
@@ -54,14 +61,45 @@ pub struct Synced {
     pub nodes: bool,
 }
 
-/// Objects of a (re-)list in progress: applied together when it is complete, so a list
-/// never shows half of the objects.
+/// The (re-)lists of one kind, one per watch: the objects of a list in progress are
+/// applied together when it is complete, so a list never shows half of its objects.
 #[derive(Debug)]
-struct Relist<K>(Option<Vec<K>>);
+struct Lists<K> {
+    /// The watches that feed the index; all must have listed before it is synced.
+    scopes: Vec<Scope>,
+    in_progress: HashMap<Scope, Vec<K>>,
+    complete: HashSet<Scope>,
+}
 
-impl<K> Default for Relist<K> {
+impl<K> Default for Lists<K> {
+    /// One watch of all namespaces.
     fn default() -> Self {
-        Self(None)
+        Self::new(vec![None])
+    }
+}
+
+impl<K> Lists<K> {
+    fn new(scopes: Vec<Scope>) -> Self {
+        Self {
+            scopes,
+            in_progress: HashMap::new(),
+            complete: HashSet::new(),
+        }
+    }
+
+    fn begin(&mut self, scope: &Scope) {
+        self.in_progress.insert(scope.clone(), Vec::new());
+    }
+
+    fn push(&mut self, scope: &Scope, object: K) {
+        self.in_progress.entry(scope.clone()).or_default().push(object);
+    }
+
+    /// The complete list of one watch; returns whether every watch has listed.
+    fn finish(&mut self, scope: &Scope) -> (Vec<K>, bool) {
+        let listed = self.in_progress.remove(scope).unwrap_or_default();
+        self.complete.insert(scope.clone());
+        (listed, self.scopes.iter().all(|s| self.complete.contains(s)))
     }
 }
 
@@ -135,30 +173,55 @@ pub struct RecordSetChange {
 }
 
 impl Index {
-    /// Applies a pod watch event; returns the record sets it touches.
+    /// An index fed by one watch per namespace of `namespaces` for pods and record sets
+    /// (an operator scoped to those namespaces); with none, by one watch of all.
+    pub fn for_namespaces(namespaces: &[String]) -> Self {
+        let scopes: Vec<Scope> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        Self {
+            pods_lists: Lists::new(scopes.clone()),
+            record_sets_lists: Lists::new(scopes),
+            ..Self::default()
+        }
+    }
+
+    /// Applies an event of the watch of all pods; returns the record sets it touches.
     pub fn pod_event(&mut self, event: Event<Pod>) -> Vec<RecordSetRef> {
+        self.pod_event_in(&None, event)
+    }
+
+    /// Applies an event of the pod watch of `scope`; returns the record sets it touches.
+    pub fn pod_event_in(&mut self, scope: &Scope, event: Event<Pod>) -> Vec<RecordSetRef> {
         match event {
             Event::Apply(pod) => self.apply_pod(pod),
             Event::Delete(pod) => self.delete_pod(&pod),
             Event::Init => {
-                self.pods_relist = Relist(Some(Vec::new()));
+                self.pods_lists.begin(scope);
                 Vec::new()
             }
             Event::InitApply(pod) => {
-                self.pods_relist.0.get_or_insert_with(Vec::new).push(pod);
+                self.pods_lists.push(scope, pod);
                 Vec::new()
             }
             Event::InitDone => {
-                let pods = self.pods_relist.0.take().unwrap_or_default();
-                self.synced.pods = true;
-                self.reset_pods(pods)
+                let (pods, all_listed) = self.pods_lists.finish(scope);
+                self.synced.pods = all_listed;
+                self.reset_pods(scope, pods)
             }
         }
     }
 
-    /// Applies a record set watch event. The changed record set itself is reconciled by
-    /// its own trigger; this says what else to do.
+    /// Applies an event of the watch of all record sets. The changed record set itself is
+    /// reconciled by its own trigger; this says what else to do.
     pub fn record_set_event(&mut self, event: Event<Guarded>) -> RecordSetChange {
+        self.record_set_event_in(&None, event)
+    }
+
+    /// Applies an event of the record set watch of `scope`.
+    pub fn record_set_event_in(&mut self, scope: &Scope, event: Event<Guarded>) -> RecordSetChange {
         match event {
             Event::Apply(guarded) => RecordSetChange {
                 sharing: self.apply_record_set(&guarded),
@@ -172,17 +235,17 @@ impl Index {
                 }
             }
             Event::Init => {
-                self.record_sets_relist = Relist(Some(Vec::new()));
+                self.record_sets_lists.begin(scope);
                 RecordSetChange::default()
             }
             Event::InitApply(guarded) => {
-                self.record_sets_relist.0.get_or_insert_with(Vec::new).push(guarded);
+                self.record_sets_lists.push(scope, guarded);
                 RecordSetChange::default()
             }
             Event::InitDone => {
-                let listed = self.record_sets_relist.0.take().unwrap_or_default();
-                self.synced.record_sets = true;
-                self.reset_record_sets(listed)
+                let (listed, all_listed) = self.record_sets_lists.finish(scope);
+                self.synced.record_sets = all_listed;
+                self.reset_record_sets(scope, listed)
             }
         }
     }
@@ -195,14 +258,15 @@ impl Index {
             Event::Delete(node) => {
                 self.node_zones.remove(&node.name_any());
             }
-            Event::Init => self.nodes_relist = Relist(Some(Vec::new())),
-            Event::InitApply(node) => self.nodes_relist.0.get_or_insert_with(Vec::new).push(node),
+            Event::Init => self.nodes_lists.begin(&None),
+            Event::InitApply(node) => self.nodes_lists.push(&None, node),
             Event::InitDone => {
+                let (nodes, all_listed) = self.nodes_lists.finish(&None);
                 self.node_zones.clear();
-                for node in self.nodes_relist.0.take().unwrap_or_default() {
+                for node in nodes {
                     self.apply_node(&node);
                 }
-                self.synced.nodes = true;
+                self.synced.nodes = all_listed;
             }
         }
     }
@@ -305,12 +369,16 @@ impl Index {
         before.iter().map(|rs| ObjectRef::new(rs).within(namespace)).collect()
     }
 
-    /// A complete (re-)list of pods replaces what was held. Touched: every record set
-    /// that selects a pod before or after (a re-list follows a broken watch, when any
-    /// pod may have changed unseen).
-    fn reset_pods(&mut self, pods: Vec<Pod>) -> Vec<RecordSetRef> {
+    /// A complete (re-)list of one watch's pods replaces what was held in its scope.
+    /// Touched: every record set there that selects a pod before or after (a re-list
+    /// follows a broken watch, when any pod may have changed unseen).
+    fn reset_pods(&mut self, scope: &Scope, pods: Vec<Pod>) -> Vec<RecordSetRef> {
         let mut touched: HashSet<RecordSetRef> = HashSet::new();
-        for (namespace, ns) in &mut self.namespaces {
+        for (namespace, ns) in self
+            .namespaces
+            .iter_mut()
+            .filter(|(namespace, _)| in_scope(scope, namespace))
+        {
             ns.pods.clear();
             ns.selected_by.clear();
             for (name, indexed) in &mut ns.record_sets {
@@ -394,14 +462,16 @@ impl Index {
         self.sharing(reference, old_claim.map(|c| c.name).iter())
     }
 
-    /// A complete (re-)list of record sets replaces what was held. Every record set is
-    /// triggered by its own event; those gone are reported deleted.
-    fn reset_record_sets(&mut self, listed: Vec<Guarded>) -> RecordSetChange {
+    /// A complete (re-)list of one watch's record sets replaces what was held in its
+    /// scope. Every record set is triggered by its own event; those gone are reported
+    /// deleted.
+    fn reset_record_sets(&mut self, scope: &Scope, listed: Vec<Guarded>) -> RecordSetChange {
         let listed_refs: HashSet<RecordSetRef> = listed.iter().map(ObjectRef::from_obj).collect();
         let mut change = RecordSetChange::default();
         let held: Vec<(RecordSetRef, Option<String>)> = self
             .namespaces
             .iter()
+            .filter(|(namespace, _)| in_scope(scope, namespace))
             .flat_map(|(namespace, ns)| {
                 ns.record_sets
                     .iter()
@@ -666,6 +736,43 @@ mod tests {
                 .pod_event(Event::Delete(pod("shop", "web-2", json!({}), "True")))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn watches_of_single_namespaces_relist_only_their_own() {
+        let scopes = ["a".to_owned(), "b".to_owned()];
+        let mut index = Index::for_namespaces(&scopes);
+        let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
+        for scope in [&a, &b] {
+            index.record_set_event_in(scope, Event::Init);
+            let namespace = scope.as_deref().unwrap_or_default();
+            index.record_set_event_in(
+                scope,
+                Event::InitApply(record_set(namespace, "web", "web.example.", json!({}), 1)),
+            );
+        }
+        index.record_set_event_in(&a, Event::InitDone);
+        assert!(!index.synced.record_sets, "b has not listed yet");
+        index.record_set_event_in(&b, Event::InitDone);
+        assert!(index.synced.record_sets);
+        for scope in [&a, &b] {
+            let namespace = scope.as_deref().unwrap_or_default();
+            index.pod_event_in(scope, Event::Init);
+            index.pod_event_in(scope, Event::InitApply(pod(namespace, "p1", json!({}), "True")));
+            index.pod_event_in(scope, Event::InitDone);
+        }
+        assert_eq!(index.pod_count(), 2);
+        // a's watch breaks and lists again, without p1: b keeps its pod and record set.
+        index.pod_event_in(&a, Event::Init);
+        assert_eq!(index.pod_event_in(&a, Event::InitDone), refs(&[("a", "web")]));
+        assert_eq!(selected_names(&index, "b", "web"), ["p1"]);
+        index.record_set_event_in(&a, Event::Init);
+        let change = index.record_set_event_in(&a, Event::InitDone);
+        assert_eq!(
+            change.deleted,
+            vec![(ObjectRef::new("web").within("a"), Some("uid-a-web".into()))]
+        );
+        assert!(matches!(index.selected_pods("b", "web"), SelectedPods::Pods(p) if p.len() == 1));
     }
 
     #[test]

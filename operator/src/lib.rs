@@ -33,6 +33,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use mvdns_api::zones::PublishRules;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::limits::TenantLimits;
 use crate::health::policy::ProbePolicy;
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
@@ -71,6 +72,10 @@ pub struct OperatorConfig {
     /// Which addresses health checks may connect to (`health::policy`). Default: anything
     /// but the special classes (loopback, link-local, ...).
     pub probe_policy: ProbePolicy,
+    /// How much one namespace's health checks may ask for.
+    pub tenant_limits: TenantLimits,
+    /// Watch record sets and pods in these namespaces only (`--namespace`); empty: all.
+    pub namespaces: Vec<String>,
 }
 
 /// State shared with the admin server.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mvdns_api::zones::PublishRules;
+use mvdns_operator::health::limits::TenantLimits;
 use mvdns_operator::health::policy::ProbePolicy;
 use mvdns_operator::leader::LeaseConfig;
 use mvdns_operator::{Health, OperatorConfig};
@@ -57,6 +58,28 @@ struct Args {
     /// over --probe-allow-cidr.
     #[arg(long = "probe-deny-cidr", env = "MVDNS_PROBE_DENY_CIDRS", value_delimiter = ',')]
     probe_deny_cidrs: Vec<String>,
+    /// Blocks only some namespaces may probe, perhaps only on some ports:
+    /// `BLOCK[:PORT[,PORT...]]=NAMESPACE[,NAMESPACE...]` (ports may be ranges, 8000-8099);
+    /// repeat the flag, or separate entries with `;` in the env var. Such a rule only
+    /// refuses; it never opens what the other rules refuse.
+    #[arg(
+        long = "probe-restrict-cidr",
+        env = "MVDNS_PROBE_RESTRICTED_CIDRS",
+        value_delimiter = ';'
+    )]
+    probe_restricted_cidrs: Vec<String>,
+    /// Health-checked values one namespace may have running at most; beyond it a value is
+    /// not probed and not served (condition ProbeRefused). 0: no cap.
+    #[arg(long, env = "MVDNS_PROBE_MAX_CHECKS_PER_NAMESPACE", default_value_t = 500)]
+    probe_max_checks_per_namespace: usize,
+    /// Probes per second one namespace's health checks may send at most; asking for more
+    /// stretches their intervals (condition ProbeThrottled). 0: no cap.
+    #[arg(long, env = "MVDNS_PROBE_RATE_PER_NAMESPACE", default_value_t = 50.0)]
+    probe_rate_per_namespace: f64,
+    /// Watch record sets and pods in these namespaces only (comma-separated): a Role in each
+    /// is then all the operator needs. Default: all namespaces.
+    #[arg(long = "namespace", env = "MVDNS_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// This replica's own addresses (the chart passes the pod's IPs): never probed, so no
     /// record set can reach the operator's admin port.
     #[arg(long = "own-address", env = "POD_IPS", value_delimiter = ',')]
@@ -80,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .into_iter()
         .fold(
-            ProbePolicy::parse(&args.probe_allow_cidrs, &args.probe_deny_cidrs).map_err(|e| anyhow::anyhow!(e))?,
+            ProbePolicy::parse(&args.probe_allow_cidrs, &args.probe_deny_cidrs)
+                .and_then(|policy| policy.with_namespace_rules(&args.probe_restricted_cidrs))
+                .map_err(|e| anyhow::anyhow!(e))?,
             |policy, (address, what)| policy.protect(address, what),
         );
     let identity = args
@@ -99,6 +124,11 @@ async fn main() -> anyhow::Result<()> {
         publish: PublishRules::parse(&args.zones, &args.restricted_zones)
             .map_err(|e| anyhow::anyhow!("--zone/--restrict-zone: {e}"))?,
         probe_policy,
+        namespaces: args.namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
+        tenant_limits: TenantLimits {
+            max_checks_per_namespace: args.probe_max_checks_per_namespace,
+            probes_per_second_per_namespace: args.probe_rate_per_namespace.max(0.0),
+        },
     };
     let client = kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")?;
     let health = Arc::new(Health::default());

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub status_writes: Counter,
+    /// Probes that waited for their namespace's rate (`health::limits`).
+    pub probes_delayed: Counter,
     pub healthy_values: Family<RecordSetLabels, Gauge>,
     pub leader: Gauge,
     registry: Registry,
@@ -48,6 +50,7 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             status_writes: Counter::default(),
+            probes_delayed: Counter::default(),
             healthy_values: Family::default(),
             leader: Gauge::default(),
             registry: Registry::default(),
@@ -74,6 +77,11 @@ impl Default for Metrics {
             metrics.reconcile_duration.clone(),
         );
         registry.register("status_writes", "Status updates written", metrics.status_writes.clone());
+        registry.register(
+            "probes_delayed",
+            "Health-check probes that waited for their namespace's probe rate (--probe-rate-per-namespace)",
+            metrics.probes_delayed.clone(),
+        );
         registry.register(
             "healthy_values",
             "Healthy values per record set",

@@ -89,13 +89,36 @@ impl<Key: Hash + Eq + Clone> Schedule<Key> {
     }
 }
 
-/// Reconciles the objects `triggers` names, reading each from `store`, until `triggers`
+/// The stores the runner reads objects from: one per watch (a watch of all namespaces, or
+/// one per watched namespace). An object is looked up in each; they are ready when all
+/// hold their first complete list.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // kube's Store is not Debug
+pub struct Stores<K: Resource<DynamicType = ()> + Clone + 'static>(pub Vec<Store<K>>);
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
+    fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.0.iter().find_map(|store| store.get(key))
+    }
+
+    async fn wait_until_ready(&self) {
+        futures::future::join_all(self.0.iter().map(Store::wait_until_ready)).await;
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> From<Store<K>> for Stores<K> {
+    fn from(store: Store<K>) -> Self {
+        Self(vec![store])
+    }
+}
+
+/// Reconciles the objects `triggers` names, reading each from `stores`, until `triggers`
 /// ends or `stop` is cancelled; then waits for the running reconciles. `reconcile`
 /// returns when to look at its object again. A reconcile that panics is logged and
 /// retried after `retry_after_panic`.
 pub async fn run<K, Fut>(
     triggers: impl Stream<Item = ObjectRef<K>>,
-    store: Store<K>,
+    stores: impl Into<Stores<K>>,
     reconcile: impl Fn(Arc<K>) -> Fut,
     retry_after_panic: Duration,
     stop: CancellationToken,
@@ -103,6 +126,7 @@ pub async fn run<K, Fut>(
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     Fut: Future<Output = Duration> + Send + 'static,
 {
+    let store = stores.into();
     let mut triggers = std::pin::pin!(triggers);
     let mut schedule = Schedule::default();
     let mut requeues: Requeues<ObjectRef<K>> = Requeues::default();
@@ -115,7 +139,7 @@ pub async fn run<K, Fut>(
         let key = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            // The only waiter on this store's readiness (kube's keeps a single waker).
+            // The only waiter on these stores' readiness (kube's keeps a single waker).
             _ = store.wait_until_ready(), if !store_ready => {
                 store_ready = true;
                 for key in std::mem::take(&mut held) {
@@ -162,7 +186,7 @@ pub async fn run<K, Fut>(
 /// now; an object no longer there is forgotten.
 fn start<K, Fut>(
     key: &ObjectRef<K>,
-    store: &Store<K>,
+    store: &Stores<K>,
     reconcile: &impl Fn(Arc<K>) -> Fut,
     schedule: &mut Schedule<ObjectRef<K>>,
     running: &mut JoinSet<(ObjectRef<K>, Duration)>,

@@ -23,8 +23,11 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const CONFLICT: &str = "Conflict";
 pub const INVALID_SPEC: &str = "InvalidSpec";
-/// Some value's health check targets an address the probe-target policy refuses.
+/// Some value's health check targets an address the probe-target policy refuses, or
+/// the namespace's cap on checks left it out.
 pub const PROBE_REFUSED: &str = "ProbeRefused";
+/// The namespace's checks ask for more probes per second than it may send.
+pub const PROBE_THROTTLED: &str = "ProbeThrottled";
 /// Ready's reason when the zone rules refuse the name.
 pub const NOT_SERVED: &str = "NotServed";
 
@@ -45,6 +48,8 @@ pub struct StatusInput {
     /// The installation's zone rules refuse the name (outside the served zones, or a
     /// zone this namespace may not publish in): the DNS servers will not answer it.
     pub refusal: Option<Refusal>,
+    /// The namespace's checks ask for more probes than its rate (`health::limits`).
+    pub throttled: Option<String>,
 }
 
 /// The status the record set should have now.
@@ -62,6 +67,7 @@ pub fn desired_status(
         conflict_condition(input.conflict.as_ref()),
         invalid_spec_condition(&input.computed.problems),
         probe_refused_condition(&input.computed.refused),
+        probe_throttled_condition(input.throttled.as_deref()),
     ];
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let conditions = fresh
@@ -184,6 +190,18 @@ fn probe_refused_condition(refused: &[String]) -> ConditionParts {
     }
 }
 
+fn probe_throttled_condition(throttled: Option<&str>) -> ConditionParts {
+    match throttled {
+        None => (
+            PROBE_THROTTLED,
+            false,
+            "WithinRate",
+            "the namespace's health checks run at their intervals".into(),
+        ),
+        Some(note) => (PROBE_THROTTLED, true, PROBE_THROTTLED, note.to_owned()),
+    }
+}
+
 /// An Event worth emitting for a status change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -249,6 +267,13 @@ pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueReco
         events.push(Transition {
             warning: true,
             reason: PROBE_REFUSED,
+            note: c.message,
+        });
+    }
+    if let Some(c) = flipped_to_true(PROBE_THROTTLED) {
+        events.push(Transition {
+            warning: true,
+            reason: PROBE_THROTTLED,
             note: c.message,
         });
     }
@@ -319,6 +344,7 @@ mod tests {
             },
             conflict: None,
             refusal: None,
+            throttled: None,
         }
     }
 
@@ -398,6 +424,26 @@ mod tests {
         assert!(transitions(Some(&status), &again).is_empty(), "no repeated Event");
         let allowed = desired_status(Some(&again), input(2, 0), &at(30));
         assert_eq!(condition(&allowed, PROBE_REFUSED).status, "False");
+    }
+
+    #[test]
+    fn a_throttled_namespace_says_so_and_warns_once() {
+        let calm = desired_status(None, input(2, 0), &at(10));
+        assert_eq!(condition(&calm, PROBE_THROTTLED).status, "False");
+        let mut flood = input(2, 0);
+        flood.throttled = Some("the health checks of namespace flood ask for 8.0 probes per second".into());
+        let throttled = desired_status(Some(&calm), flood.clone(), &at(20));
+        let c = condition(&throttled, PROBE_THROTTLED);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", PROBE_THROTTLED));
+        assert!(c.message.contains("8.0 probes per second"), "{}", c.message);
+        let events = transitions(Some(&calm), &throttled);
+        assert!(
+            events.iter().any(|e| e.reason == PROBE_THROTTLED && e.warning),
+            "{events:?}"
+        );
+        let again = desired_status(Some(&throttled), flood, &at(30));
+        assert!(transitions(Some(&throttled), &again).is_empty(), "no repeated Event");
+        assert_eq!(c.observed_generation, Some(2));
     }
 
     #[test]

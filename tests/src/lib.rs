@@ -291,8 +291,14 @@ pub fn spread_pods(prefix: &str, count: usize, app: &str) -> Vec<PodSpec> {
 /// The chart's ServiceAccounts and RBAC, installed for one test: rendered with helm
 /// (release = namespace name, so cluster-scoped names do not collide) and applied.
 pub async fn install_chart_rbac(env: &TestEnv, namespace: &str) -> Result<()> {
+    install_chart_rbac_with(env, namespace, &[]).await
+}
+
+/// [`install_chart_rbac`] with chart values of the test's own (`--set rbac.scope=namespaces`).
+pub async fn install_chart_rbac_with(env: &TestEnv, namespace: &str, helm_args: &[&str]) -> Result<()> {
     let rendered = tokio::process::Command::new(env.bin_dir.join("helm"))
         .args(["template", namespace, "--namespace", namespace])
+        .args(helm_args)
         // Only the ServiceAccounts and RBAC: the binaries run as test processes.
         .args([
             "--show-only",

@@ -9,6 +9,7 @@ use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use mvdns_api::{MultiValueRecordSet, MultiValueRecordSetStatus};
+use mvdns_operator::health::limits::TenantLimits;
 use mvdns_operator::health::policy::ProbePolicy;
 use mvdns_operator::leader::LeaseConfig;
 use mvdns_operator::{Health, OperatorConfig};
@@ -50,9 +51,20 @@ pub struct RunningOperator {
 
 impl RunningOperator {
     pub async fn start(env: &TestEnv, namespace: &str, identity: &str, lease_seconds: u64) -> Result<Self> {
+        Self::start_with(env, namespace, identity, lease_seconds, |_| {}).await
+    }
+
+    /// [`Self::start`] with settings of the test's own (`configure` changes the defaults).
+    pub async fn start_with(
+        env: &TestEnv,
+        namespace: &str,
+        identity: &str,
+        lease_seconds: u64,
+        configure: impl FnOnce(&mut OperatorConfig),
+    ) -> Result<Self> {
         let account = chart_service_account(namespace, "operator");
         let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
-        let config = OperatorConfig {
+        let mut config = OperatorConfig {
             lease: LeaseConfig {
                 namespace: namespace.into(),
                 name: "mvdns-operator".into(),
@@ -64,7 +76,10 @@ impl RunningOperator {
             probe_concurrency: 64,
             publish: mvdns_api::zones::PublishRules::default(),
             probe_policy: test_probe_policy(),
+            tenant_limits: TenantLimits::default(),
+            namespaces: Vec::new(),
         };
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let health = Arc::new(Health::default());
         let task = tokio::spawn(mvdns_operator::run(client, config, health.clone(), shutdown.clone()));

@@ -31,7 +31,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-
 /// What a client saw while asking one name over and over.
 #[derive(Debug, Default)]
 struct Observed {

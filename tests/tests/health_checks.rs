@@ -1,6 +1,7 @@
 //! Active health checks against real HTTP, HTTPS and TCP servers on loopback that the
 //! test turns on and off, with the operator running under the chart's ServiceAccount.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -285,6 +286,172 @@ async fn checks_on_refused_addresses_send_nothing_and_are_not_served() -> Result
         "mvdns_operator_probe_results_total{outcome=\"refused\"}",
     );
     assert!(refusals >= 3.0, "{}", operator.health.metrics.encode());
+    operator.stop().await;
+    Ok(())
+}
+
+/// Listeners on one port at each of `addresses` that accept and count every connection:
+/// the port, and the arrival times by address.
+async fn counting_listeners(addresses: &[String]) -> Result<(u16, Arrivals)> {
+    let arrivals: Arrivals = Arc::default();
+    let mut port = 0;
+    for address in addresses {
+        let listener = tokio::net::TcpListener::bind((address.as_str(), port)).await?;
+        port = listener.local_addr()?.port();
+        let (arrivals, address) = (arrivals.clone(), address.clone());
+        tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                drop(connection);
+                if let Ok(mut arrivals) = arrivals.lock() {
+                    arrivals.entry(address.clone()).or_default().push(Instant::now());
+                }
+            }
+        });
+    }
+    Ok((port, arrivals))
+}
+
+type Arrivals = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Instant>>>>;
+
+/// Connections that arrived at `addresses` after `since`, each address's in order.
+fn arrivals_since(arrivals: &Arrivals, addresses: &[String], since: Instant) -> Vec<Vec<Instant>> {
+    let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    addresses
+        .iter()
+        .map(|address| {
+            let times = arrivals.get(address).map(Vec::as_slice).unwrap_or_default();
+            times.iter().copied().filter(|t| *t >= since).collect()
+        })
+        .collect()
+}
+
+/// One tenant floods: 40 checked values every 5 s (8 probes/s) against a cap of 30 checks
+/// and 2 probes/s per namespace, plus a check on a block kept for another namespace. The
+/// other tenant has two checks and the block's owner. The flood is held to its caps, says
+/// so in its conditions, and the other namespace's checks keep their interval.
+#[tokio::test]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
+async fn a_namespace_is_held_to_its_caps_and_its_blocks() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns: flood_ns } = fixture("flood").await?;
+    let calm_ns = mvdns_tests::TestNamespace::new(&env, &env.admin_client().await?, "calm").await?;
+    let (flood, calm) = (flood_ns.name.clone(), calm_ns.name.clone());
+    // Within the tests' allowed blocks (127.0.0.2-63): the flood on .2-.41, the calm
+    // tenant on .42-.43, and 127.0.0.48/29 kept for the calm namespace.
+    let flood_addresses: Vec<String> = (2..42).map(|i| format!("127.0.0.{i}")).collect();
+    let calm_addresses: Vec<String> = vec!["127.0.0.42".into(), "127.0.0.43".into()];
+    let restricted = ["127.0.0.49".to_owned(), "127.0.0.50".to_owned()];
+    let everything: Vec<String> = flood_addresses
+        .iter()
+        .chain(&calm_addresses)
+        .chain(&restricted)
+        .cloned()
+        .collect();
+    let (port, arrivals) = counting_listeners(&everything).await?;
+    let rule = format!("127.0.0.48/29={calm}");
+    let operator = RunningOperator::start_with(&env, &flood, "op-tenants", 15, |config| {
+        config.tenant_limits.max_checks_per_namespace = 30;
+        config.tenant_limits.probes_per_second_per_namespace = 2.0;
+        config.probe_policy = test_probe_policy()
+            .with_namespace_rules(std::slice::from_ref(&rule))
+            .expect("a valid rule");
+    })
+    .await?;
+    let tcp_value = |address: &String| json!({"value": address, "healthCheck": {"type": "TCP", "port": port, "intervalSeconds": 5, "failureThreshold": 1}});
+    let flood_values: Vec<Value> = flood_addresses.iter().chain(&restricted[..1]).map(tcp_value).collect();
+    let calm_values: Vec<Value> = calm_addresses.iter().chain(&restricted[1..]).map(tcp_value).collect();
+    apply_record_set(
+        &env,
+        &flood,
+        "flood",
+        json!({"name": format!("flood.{flood}.example.internal."), "type": "A", "values": flood_values}),
+    )
+    .await?;
+    apply_record_set(
+        &env,
+        &calm,
+        "calm",
+        json!({"name": format!("calm.{calm}.example.internal."), "type": "A", "values": calm_values}),
+    )
+    .await?;
+
+    let flood_sets: kube::Api<MultiValueRecordSet> = flood_ns.api();
+    let calm_sets: kube::Api<MultiValueRecordSet> = calm_ns.api();
+    let flood_status = wait_status(&flood_sets, "flood", LIMIT, |s| {
+        condition(s, "ProbeRefused") == "True" && condition(s, "ProbeThrottled") == "True"
+    })
+    .await?;
+    let refused = condition_message(&flood_status, "ProbeRefused");
+    assert!(refused.contains("already runs 30 health checks"), "{refused}");
+    assert!(
+        refused.contains(&format!("127.0.0.49 may be probed only from namespaces {calm}")),
+        "{refused}"
+    );
+    let throttled = condition_message(&flood_status, "ProbeThrottled");
+    assert!(throttled.contains("ask for 6.0 probes per second"), "{throttled}");
+    assert_eq!(
+        flood_status.total_count, 30,
+        "the capped and the refused values are not served"
+    );
+    let calm_status = wait_status(&calm_sets, "calm", LIMIT, |s| {
+        s.values.len() == 3
+            && s.values
+                .iter()
+                .all(|v| v.check.as_ref().is_some_and(|c| c.last_result == CheckResult::Success))
+    })
+    .await?;
+    assert_eq!(condition(&calm_status, "ProbeRefused"), "False");
+    assert_eq!(condition(&calm_status, "ProbeThrottled"), "False");
+
+    // Fifteen seconds of counting, once every check has started.
+    let window = Duration::from_secs(15);
+    let since = Instant::now();
+    tokio::time::sleep(window).await;
+    let flood_probes: usize = arrivals_since(&arrivals, &flood_addresses, since)
+        .iter()
+        .map(Vec::len)
+        .sum();
+    let per_second = flood_probes as f64 / window.as_secs_f64();
+    eprintln!(
+        "the flooding namespace: {flood_probes} probes in {window:?} ({per_second:.2}/s; cap 2/s, asked for 6/s)"
+    );
+    assert!(flood_probes > 0, "the capped namespace is still probed");
+    assert!(
+        per_second <= 2.0 * 1.25,
+        "{per_second:.2} probes/s from a namespace capped at 2/s"
+    );
+    let capped_addresses = &flood_addresses[30..];
+    let capped_probes: usize = arrivals_since(&arrivals, capped_addresses, since)
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(capped_probes, 0, "a value beyond the check cap is never probed");
+    assert!(
+        arrivals_since(&arrivals, &restricted[..1], since)[0].is_empty(),
+        "the block kept for {calm} was probed from {flood}"
+    );
+    for (address, times) in calm_addresses.iter().chain(&restricted[1..]).zip(arrivals_since(
+        &arrivals,
+        &calm_addresses
+            .iter()
+            .chain(&restricted[1..])
+            .cloned()
+            .collect::<Vec<_>>(),
+        since,
+    )) {
+        let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        eprintln!(
+            "the calm namespace's {address}: {} probes, gaps {gaps:.1?} s",
+            times.len()
+        );
+        assert!(times.len() >= 2, "{address}: {} probes in {window:?}", times.len());
+        assert!(
+            gaps.iter().all(|gap| *gap < 6.5),
+            "{address} kept its 5 s interval: {gaps:?}"
+        );
+    }
+    let delayed = metric_value(&operator.health.metrics.encode(), "mvdns_operator_probes_delayed_total");
+    assert!(delayed > 0.0, "{}", operator.health.metrics.encode());
     operator.stop().await;
     Ok(())
 }

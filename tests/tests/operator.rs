@@ -335,3 +335,84 @@ async fn readiness_to_status_latency() -> Result<()> {
     operator.stop().await;
     Ok(())
 }
+
+/// With `rbac.scope=namespaces` the chart gives the operator a Role in each listed
+/// namespace and nothing cluster-wide but Node metadata; the operator, given the same list,
+/// watches those namespaces only: a record set there gets its status, one elsewhere is
+/// left alone.
+#[tokio::test]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
+async fn a_namespace_scoped_operator_works_with_its_roles_alone() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let env = TestEnv::get()?;
+    let client = env.admin_client().await?;
+    install_crd(&client).await?;
+    let release = TestNamespace::new(&env, &client, "scoped").await?;
+    let apps = TestNamespace::new(&env, &client, "scoped-apps").await?;
+    let other = TestNamespace::new(&env, &client, "scoped-other").await?;
+    let namespaces = format!("rbac.namespaces={{{}}}", apps.name);
+    install_chart_rbac_with(
+        &env,
+        &release.name,
+        &["--set", "rbac.scope=namespaces", "--set", &namespaces],
+    )
+    .await?;
+    let account = format!(
+        "--as=system:serviceaccount:{}:{}",
+        release.name,
+        chart_service_account(&release.name, "operator")
+    );
+    let can = |verb: &'static str, resource: &'static str, scope: String| {
+        let (env, account) = (env.clone(), account.clone());
+        async move {
+            let (allowed, _, _) = env
+                .kubectl_status(&["auth", "can-i", verb, resource, &account, &scope])
+                .await?;
+            anyhow::Ok(allowed)
+        }
+    };
+    assert!(
+        !can("list", "pods", "--all-namespaces".into()).await?,
+        "no cluster-wide pod list"
+    );
+    assert!(can("list", "pods", format!("--namespace={}", apps.name)).await?);
+    assert!(
+        !can(
+            "list",
+            "multivaluerecordsets.mvdns.io",
+            format!("--namespace={}", other.name)
+        )
+        .await?
+    );
+
+    let scoped = vec![apps.name.clone()];
+    let operator = RunningOperator::start_with(&env, &release.name, "op-scoped", 15, |config| {
+        config.namespaces = scoped;
+    })
+    .await?;
+    let pods: Api<Pod> = apps.api();
+    let ready = create_ready_pods(&pods, &spread_pods("web", 3, "web")).await?;
+    for (ns, name) in [(&apps.name, "served"), (&other.name, "elsewhere")] {
+        apply_record_set(
+            &env,
+            ns,
+            name,
+            json!({"name": format!("{name}.{ns}.example.internal."), "type": "A",
+                   "podSelector": {"matchLabels": {"app": "web"}}}),
+        )
+        .await?;
+    }
+    let served: Api<MultiValueRecordSet> = apps.api();
+    let status = wait_status(&served, "served", LIMIT, |s| s.healthy_count == 3).await?;
+    let values: std::collections::BTreeSet<String> = status.values.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(values, pod_ips(&ready));
+    // Given time to act, the operator has not touched the record set it may not watch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let elsewhere: Api<MultiValueRecordSet> = other.api();
+    assert!(
+        elsewhere.get("elsewhere").await?.status.is_none(),
+        "a namespace it does not watch"
+    );
+    operator.stop().await;
+    Ok(())
+}

@@ -82,7 +82,11 @@ async fn scenario(env: &TestEnv, ns: &TestNamespace) -> Result<()> {
     let sets: Api<MultiValueRecordSet> = ns.api();
     let status = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 18).await?;
     for value in &status.values {
-        assert_eq!(value.zone.as_deref(), zone_by_ip.get(&value.value).copied(), "{value:?}");
+        assert_eq!(
+            value.zone.as_deref(),
+            zone_by_ip.get(&value.value).copied(),
+            "{value:?}"
+        );
     }
     let zones_in = |answer: &hickory_proto::op::Message| -> BTreeSet<&str> {
         answer_data(answer)

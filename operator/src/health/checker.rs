@@ -4,19 +4,25 @@
 //! when a result differs from the previous one, so that status is written on changes, not
 //! on every probe. The decisions are [`CheckState`]'s.
 //!
-//! Every probe passes the [`ProbePolicy`] first. A value whose address the policy refuses
-//! is never probed (no task starts for it) and is not served; a host name is judged by the
-//! addresses it resolves to, at every probe.
+//! Every probe passes the [`ProbePolicy`] first, for the namespace of its record set. A
+//! value whose address the policy refuses is never probed (no task starts for it) and is
+//! not served; a host name is judged by the addresses it resolves to, at every probe.
+//!
+//! The [`TenantLimits`] bound what one namespace may ask for: checks beyond its cap get no
+//! task (and are judged again at every sync, so they start once there is room), and the
+//! probes of one namespace take tokens from that namespace's own bucket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 use mvdns_api::Guarded;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
+use super::limits::{TenantLimits, TokenBucket, demand};
 use super::policy::ProbePolicy;
 use super::probe::{ProbeOutcome, probe};
 use super::state::{CheckState, WantedCheck};
@@ -33,8 +39,11 @@ pub struct CheckKey {
 struct Entry {
     wanted: WantedCheck,
     state: CheckState,
-    /// None when the policy refused the value's address: nothing runs for it.
+    /// None when the policy refused the value's address, or the namespace's cap left no
+    /// room: nothing runs for it.
     task: Option<AbortHandle>,
+    /// Left out by the namespace's cap (not by the policy): judged again at every sync.
+    capped: bool,
 }
 
 impl Entry {
@@ -52,6 +61,11 @@ pub struct HealthChecker {
     trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
     metrics: Arc<Metrics>,
     policy: Arc<ProbePolicy>,
+    limits: TenantLimits,
+    /// The probe rate of each namespace.
+    buckets: Arc<Mutex<HashMap<String, TokenBucket>>>,
+    /// The namespaces whose checks ask for more than the rate cap.
+    throttled: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for HealthChecker {
@@ -70,12 +84,14 @@ impl Drop for HealthChecker {
 
 impl HealthChecker {
     /// `concurrency` bounds the probes in flight; `trigger` receives the record sets
-    /// whose check results changed; `policy` says which addresses may be probed.
+    /// whose check results changed; `policy` says which addresses may be probed, `limits`
+    /// how much one namespace may ask for.
     pub fn new(
         concurrency: usize,
         trigger: mpsc::UnboundedSender<ObjectRef<Guarded>>,
         metrics: Arc<Metrics>,
         policy: ProbePolicy,
+        limits: TenantLimits,
     ) -> Self {
         Self {
             entries: Arc::default(),
@@ -83,6 +99,9 @@ impl HealthChecker {
             trigger,
             metrics,
             policy: Arc::new(policy),
+            limits,
+            buckets: Arc::default(),
+            throttled: Mutex::default(),
         }
     }
 
@@ -100,13 +119,17 @@ impl HealthChecker {
             return HashMap::new();
         };
         let belongs = |key: &CheckKey| key.namespace == namespace && key.record_set == record_set;
+        let running_before = running_in(&entries, namespace);
         entries.retain(|key, entry| {
-            let keep = !belongs(key) || wanted.contains(&entry.wanted);
+            // Capped entries go too, to be judged again below.
+            let keep = !belongs(key) || (wanted.contains(&entry.wanted) && !entry.capped);
             if !keep {
                 entry.stop();
             }
             keep
         });
+        let mut running = running_in(&entries, namespace);
+        let freed_room = running < running_before;
         let mut states = HashMap::new();
         for want in wanted {
             let key = CheckKey {
@@ -116,57 +139,117 @@ impl HealthChecker {
             };
             let entry = entries.entry(key.clone()).or_insert_with(|| {
                 // An address is judged once, here; a host name at every probe.
-                let refusal = want.value.parse().ok().and_then(|ip| self.policy.check(ip).err());
-                match refusal {
-                    Some(refusal) => {
-                        self.metrics.observe_refusal();
-                        Entry {
-                            task: None,
-                            wanted: want.clone(),
-                            state: CheckState::refused(refusal.0),
-                        }
-                    }
-                    None => Entry {
-                        task: Some(self.spawn_probe_loop(key, want.clone())),
-                        wanted: want.clone(),
-                        state: recorded.remove(&want.source).unwrap_or_default(),
-                    },
+                let refusal = want.value.parse::<IpAddr>().ok().and_then(|ip| {
+                    let target = SocketAddr::new(ip, want.check.port);
+                    self.policy.check_for(target, namespace).err()
+                });
+                let not_started = |state: CheckState, capped: bool| Entry {
+                    task: None,
+                    wanted: want.clone(),
+                    state,
+                    capped,
+                };
+                if let Some(refusal) = refusal {
+                    self.metrics.observe_refusal();
+                    return not_started(CheckState::refused(refusal.0), false);
+                }
+                if let Err(cap) = self.limits.admit(namespace, running) {
+                    self.metrics.observe_refusal();
+                    return not_started(CheckState::refused(cap), true);
+                }
+                running += 1;
+                Entry {
+                    task: Some(self.spawn_probe_loop(key, want.clone())),
+                    wanted: want.clone(),
+                    state: recorded.remove(&want.source).unwrap_or_default(),
+                    capped: false,
                 }
             });
             states.insert(want.source, entry.state.clone());
         }
+        let mut others = self.news_for_namespace(&entries, namespace, freed_room);
+        others.retain(|other| other != record_set);
+        drop(entries);
+        self.reconcile_record_sets(namespace, others);
         states
+    }
+
+    /// Whether the checks of a namespace ask for more than its probe rate: what the
+    /// `ProbeThrottled` condition of its record sets says.
+    pub fn throttled(&self, namespace: &str) -> Option<String> {
+        let entries = self.entries.lock().ok()?;
+        self.limits.throttled(namespace, namespace_demand(&entries, namespace))
+    }
+
+    /// The record sets of `namespace` whose conditions a change of its checks made stale:
+    /// all with checks when the namespace's throttling flipped, and those with capped
+    /// checks when room was freed.
+    fn news_for_namespace(&self, entries: &HashMap<CheckKey, Entry>, namespace: &str, freed_room: bool) -> Vec<String> {
+        let throttled_now = self
+            .limits
+            .throttled(namespace, namespace_demand(entries, namespace))
+            .is_some();
+        let flipped = self.throttled.lock().is_ok_and(|mut throttled| {
+            if throttled_now {
+                throttled.insert(namespace.to_owned())
+            } else {
+                throttled.remove(namespace)
+            }
+        });
+        let mut record_sets: Vec<String> = entries
+            .iter()
+            .filter(|(key, entry)| key.namespace == namespace && (flipped || (freed_room && entry.capped)))
+            .map(|(key, _)| key.record_set.clone())
+            .collect();
+        record_sets.sort();
+        record_sets.dedup();
+        record_sets
+    }
+
+    fn reconcile_record_sets(&self, namespace: &str, record_sets: Vec<String>) {
+        for record_set in record_sets {
+            let _ = self.trigger.send(ObjectRef::new(&record_set).within(namespace));
+        }
     }
 
     /// Stops the checks of a record set that no longer exists.
     pub fn forget_record_set(&self, namespace: &str, record_set: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|key, entry| {
-                let keep = key.namespace != namespace || key.record_set != record_set;
-                if !keep {
-                    entry.stop();
-                }
-                keep
-            });
-        }
+        let Ok(mut entries) = self.entries.lock() else { return };
+        let running_before = running_in(&entries, namespace);
+        entries.retain(|key, entry| {
+            let keep = key.namespace != namespace || key.record_set != record_set;
+            if !keep {
+                entry.stop();
+            }
+            keep
+        });
+        let freed_room = running_in(&entries, namespace) < running_before;
+        let others = self.news_for_namespace(&entries, namespace, freed_room);
+        drop(entries);
+        self.reconcile_record_sets(namespace, others);
     }
 
     fn spawn_probe_loop(&self, key: CheckKey, want: WantedCheck) -> AbortHandle {
-        let (entries, permits, trigger, metrics, policy) = (
+        let (entries, permits, trigger, metrics, policy, buckets) = (
             self.entries.clone(),
             self.permits.clone(),
             self.trigger.clone(),
             self.metrics.clone(),
             self.policy.clone(),
+            self.buckets.clone(),
         );
+        let rate = self.limits.probes_per_second_per_namespace;
         let interval = Duration::from_secs(u64::from(want.check.interval_seconds));
         let target = ObjectRef::<Guarded>::new(&key.record_set).within(&key.namespace);
         let task = tokio::spawn(async move {
             // Spread the first probes over one interval: no lockstep, no herd after failover.
             tokio::time::sleep(interval.mul_f64(rand::random::<f64>())).await;
             loop {
+                if rate > 0.0 {
+                    wait_for_token(&buckets, &key.namespace, rate, &metrics).await;
+                }
                 let outcome = match permits.acquire().await {
-                    Ok(_permit) => probe(&want.value, &want.check, &policy).await,
+                    Ok(_permit) => probe(&want.value, &want.check, &policy, &key.namespace).await,
                     Err(_) => return, // the checker is gone
                 };
                 metrics.observe_probe(&outcome);
@@ -178,6 +261,47 @@ impl HealthChecker {
             }
         });
         task.abort_handle()
+    }
+}
+
+/// How many checks of a namespace run (have a probe task).
+fn running_in(entries: &HashMap<CheckKey, Entry>, namespace: &str) -> usize {
+    entries
+        .iter()
+        .filter(|(key, entry)| key.namespace == namespace && entry.task.is_some())
+        .count()
+}
+
+/// Probes per second the running checks of a namespace ask for.
+fn namespace_demand(entries: &HashMap<CheckKey, Entry>, namespace: &str) -> f64 {
+    demand(
+        entries
+            .iter()
+            .filter(|(key, entry)| key.namespace == namespace && entry.task.is_some())
+            .map(|(_, entry)| entry.wanted.check.interval_seconds),
+    )
+}
+
+/// Waits until the namespace's bucket has a token for one probe.
+async fn wait_for_token(buckets: &Mutex<HashMap<String, TokenBucket>>, namespace: &str, rate: f64, metrics: &Metrics) {
+    let mut waited = false;
+    loop {
+        let wait = match buckets.lock() {
+            Ok(mut buckets) => {
+                let now = Instant::now();
+                buckets
+                    .entry(namespace.to_owned())
+                    .or_insert_with(|| TokenBucket::new(rate, now))
+                    .take(now)
+            }
+            Err(_) => None,
+        };
+        let Some(wait) = wait else { break };
+        waited = true;
+        tokio::time::sleep(wait).await;
+    }
+    if waited {
+        metrics.probes_delayed.inc();
     }
 }
 

@@ -3,6 +3,7 @@
 //! the task runner that schedules them ([`checker`]).
 
 pub mod checker;
+pub mod limits;
 pub mod policy;
 pub mod probe;
 pub mod state;

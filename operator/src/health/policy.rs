@@ -16,11 +16,17 @@
 //! 4. with any `allow` CIDR given, an address in none of them is refused;
 //! 5. anything else may be probed.
 //!
+//! On top of that, per namespace ([`ProbePolicy::check_for`]), in the spirit of
+//! `--restrict-zone`: a block named by `--probe-restrict-cidr BLOCK[:PORTS]=NAMESPACES` may be
+//! probed only by those namespaces, and, when ports are given, only on those ports. Such a
+//! rule only ever refuses: it cannot open what the rules above refuse. An address in several
+//! rules' blocks must pass all of them.
+//!
 //! IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are judged as the IPv4 address they
 //! carry, so the mapped form is no way around a rule.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 /// An address block, `ADDRESS/PREFIX` (a bare address is a /32 or /128).
@@ -131,14 +137,105 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// A block only some namespaces may probe, perhaps only on some ports
+/// (`--probe-restrict-cidr BLOCK[:PORT[,PORT...]]=NAMESPACE[,NAMESPACE...]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceRule {
+    block: Cidr,
+    /// Inclusive port ranges; empty means any port.
+    ports: Vec<(u16, u16)>,
+    namespaces: Vec<String>,
+    /// The rule as written, to name it in a refusal.
+    text: String,
+}
+
+impl FromStr for NamespaceRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = |why: &str| {
+            format!(
+                "{text:?}: {why} (the form is BLOCK[:PORTS]=NAMESPACES, e.g. 10.20.0.0/16=payments or 10.20.0.0/16:443,8000-8099=payments,shop)"
+            )
+        };
+        let (target, namespaces) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
+        // The block ends at its prefix, so IPv6 colons are never taken for the port separator.
+        let slash = target.find('/').ok_or_else(|| bad("the block needs a prefix length"))?;
+        let (block, ports) = match target[slash..].find(':') {
+            Some(colon) => (&target[..slash + colon], Some(&target[slash + colon + 1..])),
+            None => (target, None),
+        };
+        let block: Cidr = block.parse().map_err(|e: String| bad(&e))?;
+        let ports = match ports {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|range| {
+                    parse_port_range(range)
+                        .ok_or_else(|| bad(&format!("{range:?} is not a port or a range of ports (1-65535)")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let namespaces: Vec<String> = namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        if namespaces.is_empty() {
+            return Err(bad("no namespace"));
+        }
+        Ok(Self {
+            block,
+            ports,
+            namespaces,
+            text: text.to_owned(),
+        })
+    }
+}
+
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (low, high) = text.trim().split_once('-').unwrap_or((text.trim(), text.trim()));
+    let (low, high): (u16, u16) = (low.trim().parse().ok()?, high.trim().parse().ok()?);
+    (low >= 1 && low <= high).then_some((low, high))
+}
+
+impl NamespaceRule {
+    /// Whether `namespace` may probe `target` under this rule (a target outside the
+    /// block is not this rule's business).
+    fn check(&self, target: SocketAddr, namespace: &str) -> Result<(), Refusal> {
+        let address = canonical(target.ip());
+        if !self.block.contains(address) {
+            return Ok(());
+        }
+        if !self.namespaces.iter().any(|n| n == namespace) {
+            return Err(Refusal(format!(
+                "{address} may be probed only from namespaces {} (--probe-restrict-cidr {}), not from {namespace}",
+                self.namespaces.join(","),
+                self.text
+            )));
+        }
+        let port = target.port();
+        if !self.ports.is_empty() && !self.ports.iter().any(|(low, high)| (*low..=*high).contains(&port)) {
+            return Err(Refusal(format!(
+                "{address} may be probed only on the ports of --probe-restrict-cidr {}, not on {port}",
+                self.text
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The probe-target policy of one operator (`--probe-allow-cidr`, `--probe-deny-cidr`,
-/// and the addresses it protects on its own).
+/// `--probe-restrict-cidr`, and the addresses it protects on its own).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbePolicy {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     /// Addresses no check may reach whatever the lists say, with what they are.
     protected: Vec<(IpAddr, String)>,
+    namespace_rules: Vec<NamespaceRule>,
 }
 
 impl ProbePolicy {
@@ -155,7 +252,26 @@ impl ProbePolicy {
             allow: parse_all("--probe-allow-cidr", allow)?,
             deny: parse_all("--probe-deny-cidr", deny)?,
             protected: Vec::new(),
+            namespace_rules: Vec::new(),
         })
+    }
+
+    /// Adds the per-namespace rules (`--probe-restrict-cidr`); the error names the bad one.
+    pub fn with_namespace_rules(mut self, rules: &[String]) -> Result<Self, String> {
+        for text in rules.iter().filter(|t| !t.trim().is_empty()) {
+            let rule = text.parse().map_err(|e| format!("--probe-restrict-cidr: {e}"))?;
+            self.namespace_rules.push(rule);
+        }
+        Ok(self)
+    }
+
+    /// Whether a check of a record set in `namespace` may connect to `target`: the rules
+    /// for everyone ([`Self::check`]), then those for namespaces.
+    pub fn check_for(&self, target: SocketAddr, namespace: &str) -> Result<(), Refusal> {
+        self.check(target.ip())?;
+        self.namespace_rules
+            .iter()
+            .try_for_each(|rule| rule.check(target, namespace))
     }
 
     /// Adds an address that no check may reach (`what` says whose it is).
@@ -276,6 +392,62 @@ mod tests {
                 .0
                 .contains("no --probe-allow-cidr")
         );
+    }
+
+    #[test]
+    fn a_restricted_block_is_probed_only_from_its_namespaces_and_ports() {
+        let rules = policy(&[], &[])
+            .with_namespace_rules(&[
+                "10.20.0.0/16=payments,shop".into(),
+                "10.20.5.0/24:443,8000-8099=payments".into(),
+                "fd00:20::/32:443=payments".into(),
+            ])
+            .expect("valid");
+        let at = |text: &str| -> SocketAddr { text.parse().expect("a socket address") };
+        assert_eq!(rules.check_for(at("10.20.1.1:80"), "shop"), Ok(()));
+        assert_eq!(rules.check_for(at("10.20.1.1:80"), "payments"), Ok(()));
+        let other = rules.check_for(at("10.20.1.1:80"), "web").expect_err("not listed");
+        assert!(other.0.contains("only from namespaces payments,shop"), "{other}");
+        assert!(other.0.contains("not from web"), "{other}");
+        // Inside both blocks: both rules apply.
+        assert_eq!(rules.check_for(at("10.20.5.9:8050"), "payments"), Ok(()));
+        let port = rules.check_for(at("10.20.5.9:80"), "payments").expect_err("port");
+        assert!(port.0.contains("not on 80"), "{port}");
+        assert!(
+            rules.check_for(at("10.20.5.9:443"), "shop").is_err(),
+            "shop is not in the /24 rule"
+        );
+        // IPv6, and the mapped form of a restricted IPv4 address.
+        assert_eq!(rules.check_for(at("[fd00:20::1]:443"), "payments"), Ok(()));
+        assert!(rules.check_for(at("[fd00:20::1]:80"), "payments").is_err());
+        assert!(rules.check_for(at("[::ffff:10.20.1.1]:80"), "web").is_err());
+        // Outside every block: the general rules alone.
+        assert_eq!(rules.check_for(at("10.30.0.1:80"), "web"), Ok(()));
+        // A rule never opens what the general rules refuse.
+        let loopback = policy(&[], &[])
+            .with_namespace_rules(&["127.0.0.0/8=web".into()])
+            .expect("valid");
+        assert!(loopback.check_for(at("127.0.0.1:80"), "web").is_err());
+    }
+
+    #[test]
+    fn namespace_rules_name_their_errors() {
+        for (bad, why) in [
+            ("10.0.0.0/8", "no '='"),
+            ("10.0.0.1=web", "needs a prefix length"),
+            ("10.0.0.0/8=", "no namespace"),
+            ("10.0.0.0/8:0=web", "not a port"),
+            ("10.0.0.0/8:90-80=web", "not a port"),
+            ("10.0.0.0/40=web", "not an address block"),
+        ] {
+            let error = ProbePolicy::default()
+                .with_namespace_rules(&[bad.into()])
+                .expect_err(bad);
+            assert!(
+                error.starts_with("--probe-restrict-cidr: ") && error.contains(why),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -54,10 +54,11 @@ fn failed(class: impl Into<String>) -> Failure {
     Failure::Failed(class.into())
 }
 
-/// Probes `target` (an address or host name) as `check` says, if `policy` allows it.
-pub async fn probe(target: &str, check: &HealthCheck, policy: &ProbePolicy) -> ProbeOutcome {
+/// Probes `target` (an address or host name) as `check` says, if `policy` allows it for
+/// a record set in `namespace`.
+pub async fn probe(target: &str, check: &HealthCheck, policy: &ProbePolicy, namespace: &str) -> ProbeOutcome {
     let started = Instant::now();
-    let result = run_probe(target, check, policy).await;
+    let result = run_probe(target, check, policy, namespace).await;
     let latency = started.elapsed();
     let (healthy, error, refused) = match (result, check.invert) {
         (Ok(()), false) => (true, None, None),
@@ -77,7 +78,7 @@ pub async fn probe(target: &str, check: &HealthCheck, policy: &ProbePolicy) -> P
 
 /// The address a probe of `target` connects to: the target itself if it is an address,
 /// else the first address its name resolves to that the policy allows.
-async fn probe_address(target: &str, port: u16, policy: &ProbePolicy) -> Result<SocketAddr, Failure> {
+async fn probe_address(target: &str, port: u16, policy: &ProbePolicy, namespace: &str) -> Result<SocketAddr, Failure> {
     let candidates: Vec<SocketAddr> = match target.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((target.trim_end_matches('.'), port))
@@ -85,14 +86,14 @@ async fn probe_address(target: &str, port: u16, policy: &ProbePolicy) -> Result<
             .map_err(|_| failed("the name does not resolve"))?
             .collect(),
     };
-    first_allowed(&candidates, policy)
+    first_allowed(&candidates, policy, namespace)
 }
 
 /// The first candidate the policy allows; else the refusal of the first one.
-fn first_allowed(candidates: &[SocketAddr], policy: &ProbePolicy) -> Result<SocketAddr, Failure> {
+fn first_allowed(candidates: &[SocketAddr], policy: &ProbePolicy, namespace: &str) -> Result<SocketAddr, Failure> {
     let mut first_refusal = None;
     for candidate in candidates {
-        match policy.check(candidate.ip()) {
+        match policy.check_for(*candidate, namespace) {
             Ok(()) => return Ok(*candidate),
             Err(refusal) => {
                 first_refusal.get_or_insert(refusal);
@@ -102,10 +103,10 @@ fn first_allowed(candidates: &[SocketAddr], policy: &ProbePolicy) -> Result<Sock
     Err(first_refusal.map_or_else(|| failed("the name resolves to no address"), Failure::Refused))
 }
 
-async fn run_probe(target: &str, check: &HealthCheck, policy: &ProbePolicy) -> Result<(), Failure> {
+async fn run_probe(target: &str, check: &HealthCheck, policy: &ProbePolicy, namespace: &str) -> Result<(), Failure> {
     let connect_timeout = Duration::from_secs(u64::from(check.connect_timeout_seconds));
     let response_timeout = Duration::from_secs(u64::from(check.response_timeout_seconds));
-    let address = tokio::time::timeout(connect_timeout, probe_address(target, check.port, policy))
+    let address = tokio::time::timeout(connect_timeout, probe_address(target, check.port, policy, namespace))
         .await
         .map_err(|_| failed(format!("the name did not resolve within {connect_timeout:?}")))??;
     let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
@@ -328,14 +329,28 @@ mod tests {
             socket("10.1.0.1:80"),
             socket("127.0.0.2:80"),
         ];
-        assert_eq!(first_allowed(&resolved, &policy), Ok(socket("10.1.0.1:80")));
-        let refused = first_allowed(&resolved[..1], &policy);
+        assert_eq!(first_allowed(&resolved, &policy, "shop"), Ok(socket("10.1.0.1:80")));
+        let refused = first_allowed(&resolved[..1], &policy, "shop");
         assert!(
             matches!(&refused, Err(Failure::Refused(r)) if r.0.contains("link-local")),
             "{refused:?}"
         );
+        // A name whose addresses a namespace rule keeps for others.
+        let restricted = policy
+            .clone()
+            .with_namespace_rules(&["10.0.0.0/8=payments".into()])
+            .expect("valid");
+        let refused = first_allowed(&resolved[1..2], &restricted, "shop");
+        assert!(
+            matches!(&refused, Err(Failure::Refused(r)) if r.0.contains("not from shop")),
+            "{refused:?}"
+        );
         assert_eq!(
-            first_allowed(&[], &policy),
+            first_allowed(&resolved[1..2], &restricted, "payments"),
+            Ok(socket("10.1.0.1:80"))
+        );
+        assert_eq!(
+            first_allowed(&[], &policy, "shop"),
             Err(failed("the name resolves to no address"))
         );
     }
@@ -347,7 +362,7 @@ mod tests {
         let port = listener.local_addr()?.port();
         let check: HealthCheck =
             serde_json::from_value(serde_json::json!({"type": "TCP", "port": port, "invert": true}))?;
-        let outcome = probe("127.0.0.1", &check, &ProbePolicy::default()).await;
+        let outcome = probe("127.0.0.1", &check, &ProbePolicy::default(), "shop").await;
         assert!(!outcome.healthy, "an inverted check that was refused is not healthy");
         let refusal = outcome.refused.map(|r| r.0).unwrap_or_default();
         assert!(refusal.contains("loopback"), "{refusal}");
