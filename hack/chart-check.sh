@@ -82,7 +82,16 @@ log "3. helm template, ci/test-values.yaml (every optional part on)"
 helm template mvdns-ci "$CHART" --namespace mvdns-ci -f "$CI_VALUES" >"$WORK/ci.yaml" || die "helm template failed (test values)"
 c="$WORK/ci.yaml"
 [ "$(count "$c" '^kind: ServiceMonitor$')" = 2 ] || die "test render: want 2 ServiceMonitors"
-[ "$(count "$c" '^kind: NetworkPolicy$')" = 2 ] || die "test render: want 2 NetworkPolicies"
+[ "$(count "$c" '^kind: NetworkPolicy$')" = 3 ] || die "test render: want 3 NetworkPolicies (DNS and operator ingress, operator egress)"
+expect "$c" '^  name: mvdns-ci-operator-egress$' "test render: the operator's egress policy"
+expect "$c" '^  - to: \[\{ipBlock: \{cidr: 127.0.0.1/32\}\}\]$' "test render: egress to the API server endpoint given"
+expect "$c" '^    - ipBlock: \{cidr: 0.0.0.0/0, except: \["169.254.0.0/16","10.96.0.0/16"\]\}$' "test render: egress probe blocks without link-local and the deny list"
+expect "$c" '^        - --probe-restrict-cidr=10.20.0.0/16:443,8000-8099=mvdns-ci-apps$' "test render: a per-namespace probe rule"
+expect "$c" '^        - --probe-rate-per-namespace=5.5$' "test render: the probe rate per namespace"
+if helm template x "$CHART" --set networkPolicy.operatorEgress.enabled=true >/dev/null 2>"$WORK/err"; then
+  die "the operator's egress policy without API server endpoints must fail"
+fi
+expect "$WORK/err" 'networkPolicy.operatorEgress.apiServer' "egress without API server endpoints: the error names the value"
 [ "$(count "$c" '^kind: ClusterRole')" = 4 ] || die "test render: rbac.scope=namespaces: only the Nodes ClusterRoles and bindings"
 [ "$(count "$c" '^  name: mvdns-ci-(dns|operator)-nodes$')" = 4 ] || die "test render: rbac.scope=namespaces: cluster RBAC other than on Nodes"
 [ "$(count "$c" '^  namespace: mvdns-ci-apps$')" = 4 ] || die "test render: want Role+RoleBinding per binary in mvdns-ci-apps"
@@ -251,6 +260,11 @@ for f in rbac-cluster rbac-scoped; do
   kubectl apply -f "$WORK/$f.yaml" >"$WORK/$f.log" 2>&1 || { cat "$WORK/$f.log" >&2; die "kubectl apply of the chart's RBAC failed ($f)"; }
 done
 MVRS=multivaluerecordsets.mvdns.io
+# `kubectl auth can-i` resolves the resource through discovery: the CRD must be served (on
+# a fresh control plane no test has installed it yet). The tests' own field manager, so
+# that their installs and this one never conflict.
+kubectl apply --server-side --force-conflicts --field-manager=mvdns-tests -f "$ROOT/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s "crd/$MVRS" >/dev/null
 checks=0
 # can_i yes|no ACCOUNT VERB RESOURCE [--subresource=S] (-A | -n NS): asks the API server's
 # authorizer (SubjectAccessReview through impersonation: the user
