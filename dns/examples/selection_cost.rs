@@ -1,12 +1,12 @@
-//! The cost per query of zone-aware selection against plain random selection, over the
-//! 64-value RRset of the benchmarks (values spread over three zones). A measurement for
+//! The cost per query of zone-aware and weighted selection against plain random selection,
+//! over the 64-value RRset of the benchmarks (values spread over three zones). A measurement for
 //! the notes, not a test: `cargo run --release -p mvdns-server --example selection_cost`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use mvdns_api::WhenAllUnhealthy;
-use mvdns_server::select::{pick_answers, pick_answers_near};
+use mvdns_server::select::{pick_answers, pick_answers_near, pick_weighted};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -26,7 +26,13 @@ fn main() {
     let thin: Vec<(u32, &str)> = values.iter().copied().filter(|v| v.1 != "zone-a" || v.0 < 6).collect();
     let thin_a = positions(&thin, "zone-a");
     let top_up = time(|| pick_answers_near(&thin, &[], 8, when, Some(&thin_a), &mut rng).len());
+    // Weights 1-4 over the same 64 values.
+    let weighted = time(|| pick_weighted(&values, |v| 1 + v.0 % 4, 8, &mut rng).len());
     println!("plain random, 8 of 64:          {plain:6.1} ns per answer");
+    println!(
+        "weighted (1-4), 8 of 64:        {weighted:6.1} ns per answer (+{:.1} ns)",
+        weighted - plain
+    );
     println!(
         "same zone (22 of 64 in zone):   {near:6.1} ns per answer (+{:.1} ns)",
         near - plain

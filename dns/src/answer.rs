@@ -3,10 +3,11 @@
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use mvdns_api::WhenAllUnhealthy;
 use rand::Rng;
 
-use crate::index::{Index, Node, RrSet};
-use crate::select::{pick_answers, pick_answers_near};
+use crate::index::{Entry, Index, Node, RrSet};
+use crate::select::{pick_answers, pick_answers_near, pick_weighted, same_zone_safeguard};
 use crate::zone::{Zone, Zones};
 
 /// The sections and flags of a response to one question.
@@ -197,18 +198,79 @@ fn pick<R: Rng + ?Sized>(rrset: &RrSet, client_zone: Option<&str>, rng: &mut R) 
     } else {
         rrset.max_answers
     };
-    let (healthy, unhealthy, when) = (&rrset.healthy, &rrset.unhealthy, rrset.when_all_unhealthy);
-    let picked = match client_zone.filter(|_| rrset.prefer_same_zone) {
-        Some(client_zone) => {
-            // A known zone without healthy values here is an empty "near" list: the
-            // answer comes from the other zones.
-            let near = rrset.healthy_by_zone.get(client_zone).map_or(&[][..], Vec::as_slice);
-            pick_answers_near(healthy, unhealthy, max_answers, when, Some(near), rng)
-        }
-        None => pick_answers(healthy, unhealthy, max_answers, when, rng),
-    };
+    let picked = choose(rrset, client_zone, max_answers, rng);
     let additionals = picked.iter().filter_map(|e| e.glue.clone()).collect();
     (picked.into_iter().map(|e| e.record.clone()).collect(), additionals)
+}
+
+/// The entries of one answer from `rrset`, the rules in this order:
+/// 1. the pool: the healthy values that are not drained; if there are none, the healthy
+///    drained ones; if there are none either, the fail-open pool (`ReturnUnhealthy`: the
+///    unhealthy values; `ReturnNone`: nothing);
+/// 2. the zone (`topology: PreferSameZone`, healthy values only): the client's zone's
+///    values when it has enough, else all of them and the rest from other zones;
+/// 3. the weights, when some value weighs other than 1 (`select::pick_weighted`),
+///    within what the zone rule leaves; else a uniform pick.
+pub fn choose<'a, R: Rng + ?Sized>(
+    rrset: &'a RrSet,
+    client_zone: Option<&str>,
+    max_answers: usize,
+    rng: &mut R,
+) -> Vec<&'a Entry> {
+    let when = rrset.when_all_unhealthy;
+    if rrset.healthy.is_empty() && !rrset.drained.is_empty() {
+        return pick_pool(rrset, &rrset.drained, max_answers, rng);
+    }
+    let near = client_zone
+        .filter(|_| rrset.prefer_same_zone)
+        // A known zone without healthy values here is an empty "near" list: the answer
+        // comes from the other zones.
+        .map(|zone| rrset.healthy_by_zone.get(zone).map_or(&[][..], Vec::as_slice));
+    if !rrset.weighted {
+        return match near {
+            Some(near) => pick_answers_near(&rrset.healthy, &rrset.unhealthy, max_answers, when, Some(near), rng),
+            None => pick_answers(&rrset.healthy, &rrset.unhealthy, max_answers, when, rng),
+        };
+    }
+    if rrset.healthy.is_empty() {
+        return match when {
+            WhenAllUnhealthy::ReturnUnhealthy => pick_pool(rrset, &rrset.unhealthy, max_answers, rng),
+            WhenAllUnhealthy::ReturnNone => Vec::new(),
+        };
+    }
+    match near {
+        Some(near) if near.len() >= same_zone_safeguard(max_answers) => {
+            let near: Vec<&Entry> = near.iter().map(|&i| &rrset.healthy[i]).collect();
+            pick_weighted(&near, |e| e.weight, max_answers, rng)
+                .into_iter()
+                .copied()
+                .collect()
+        }
+        Some(near) => {
+            let close: Vec<&Entry> = near.iter().map(|&i| &rrset.healthy[i]).collect();
+            let far: Vec<&Entry> = (0..rrset.healthy.len())
+                .filter(|i| !near.contains(i))
+                .map(|i| &rrset.healthy[i])
+                .collect();
+            let mut picked: Vec<&Entry> = pick_weighted(&close, |e| e.weight, max_answers, rng)
+                .into_iter()
+                .copied()
+                .collect();
+            let fill = max_answers.saturating_sub(picked.len());
+            picked.extend(pick_weighted(&far, |e| e.weight, fill, rng).into_iter().copied());
+            picked
+        }
+        None => pick_weighted(&rrset.healthy, |e| e.weight, max_answers, rng),
+    }
+}
+
+/// A pick from one pool, weighted when the RRset is.
+fn pick_pool<'a, R: Rng + ?Sized>(rrset: &RrSet, pool: &'a [Entry], max_answers: usize, rng: &mut R) -> Vec<&'a Entry> {
+    if rrset.weighted {
+        pick_weighted(pool, |e| e.weight, max_answers, rng)
+    } else {
+        pick_answers(pool, &[], max_answers, WhenAllUnhealthy::ReturnNone, rng)
+    }
 }
 
 /// A NOERROR answer whose records carry the name exactly as asked, so the answer
@@ -262,6 +324,76 @@ mod tests {
             json!({"name": "web.example.internal", "type": "A", "podSelector": {}}),
             json!(values),
         )
+    }
+
+    /// The addresses one `choose` picks from the RRset of `web.example.internal. A`.
+    fn chosen(index: &Index, rng: &mut StdRng) -> Vec<String> {
+        let node = index
+            .node(&Name::from_ascii("web.example.internal.").expect("name"))
+            .expect("node");
+        let rrset = node.rrset(RecordType::A).expect("A");
+        choose(rrset, None, rrset.max_answers, rng)
+            .into_iter()
+            .map(|e| e.record.data.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn drained_values_are_answered_only_when_nothing_else_is_healthy() {
+        let spec = json!({"name": "web.example.internal", "type": "A", "podSelector": {}});
+        let value = |ip: &str, healthy: bool, drained: bool| json!({"value": ip, "healthy": healthy, "source": format!("pod/{ip}"), "drained": drained});
+        let mut rng = StdRng::seed_from_u64(5);
+        let some_drained = index(
+            spec.clone(),
+            json!([
+                value("10.0.0.1", true, false),
+                value("10.0.0.2", true, true),
+                value("10.0.0.3", false, false)
+            ]),
+        );
+        for _ in 0..50 {
+            assert_eq!(chosen(&some_drained, &mut rng), ["10.0.0.1"]);
+        }
+        // Nothing undrained is healthy: the drained healthy value, before the unhealthy one.
+        let all_drained = index(
+            spec.clone(),
+            json!([value("10.0.0.1", false, false), value("10.0.0.2", true, true)]),
+        );
+        assert_eq!(chosen(&all_drained, &mut rng), ["10.0.0.2"]);
+        // Drained and unhealthy: the fail-open pool, as for any unhealthy value.
+        let down = index(spec, json!([value("10.0.0.2", false, true)]));
+        assert_eq!(chosen(&down, &mut rng), ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn weights_decide_the_first_answer_and_weight_zero_waits() {
+        let spec = json!({"name": "web.example.internal", "type": "A", "podSelector": {}, "maxAnswers": 2});
+        let value = |ip: &str, weight: u8| json!({"value": ip, "healthy": true, "source": format!("pod/{ip}"), "weight": weight});
+        let weighted = index(
+            spec.clone(),
+            json!([value("10.0.0.1", 1), value("10.0.0.2", 3), value("10.0.0.3", 0)]),
+        );
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut firsts = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..4_000 {
+            let picked = chosen(&weighted, &mut rng);
+            assert!(
+                !picked.contains(&"10.0.0.3".to_owned()),
+                "weight 0 while others are healthy"
+            );
+            *firsts.entry(picked[0].clone()).or_default() += 1;
+        }
+        let share = f64::from(firsts["10.0.0.2"]) / 4_000.0;
+        assert!(
+            (share - 0.75).abs() < 0.03,
+            "weight 3 of 4 came first {share:.3} of the time"
+        );
+        let only_zero = index(spec, json!([value("10.0.0.3", 0)]));
+        assert_eq!(
+            chosen(&only_zero, &mut rng),
+            ["10.0.0.3"],
+            "weight 0 when nothing weighs more"
+        );
     }
 
     #[test]

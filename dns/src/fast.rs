@@ -13,8 +13,8 @@
 use hickory_proto::rr::RecordType;
 use rand::Rng;
 
+use crate::answer::choose;
 use crate::index::Index;
-use crate::select::pick_answers;
 use crate::wire::{MAX_UDP_PAYLOAD, Transport, size_limit};
 
 /// What the fast path understood of a request.
@@ -114,13 +114,7 @@ pub fn answer_fast<R: Rng + ?Sized>(
     if rrset.record_type == RecordType::CNAME || rrset.prefer_same_zone || rrset.has_glue {
         return None;
     }
-    let picked = pick_answers(
-        &rrset.healthy,
-        &rrset.unhealthy,
-        rrset.max_answers,
-        rrset.when_all_unhealthy,
-        rng,
-    );
+    let picked = choose(rrset, None, rrset.max_answers, rng);
     if picked.is_empty() {
         return None;
     }

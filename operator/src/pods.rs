@@ -78,19 +78,35 @@ fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMet
         uid: Option<String>,
         resource_version: Option<String>,
         labels: Option<BTreeMap<String, String>>,
+        annotations: Option<BTreeMap<String, String>>,
         deletion_timestamp: Option<Time>,
     }
     let slim = Slim::deserialize(deserializer)?;
+    // Only the annotations a value reads; the others (often large: last-applied
+    // configurations) are dropped here.
+    let annotations: BTreeMap<String, String> = slim
+        .annotations
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, _)| VALUE_ANNOTATIONS.contains(&key.as_str()))
+        .collect();
     Ok(ObjectMeta {
         name: slim.name,
         namespace: slim.namespace,
         uid: slim.uid,
         resource_version: slim.resource_version,
         labels: slim.labels,
+        annotations: (!annotations.is_empty()).then_some(annotations),
         deletion_timestamp: slim.deletion_timestamp,
         ..ObjectMeta::default()
     })
 }
+
+/// A pod's weight in the answers of the record sets that select it (0-255, default 1).
+pub const WEIGHT_ANNOTATION: &str = "mvdns.io/weight";
+/// `"true"` takes the pod's values out of answers while they stay in status.
+pub const DRAIN_ANNOTATION: &str = "mvdns.io/drain";
+const VALUE_ANNOTATIONS: [&str; 2] = [WEIGHT_ANNOTATION, DRAIN_ANNOTATION];
 
 fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
@@ -107,6 +123,7 @@ impl Pod {
             && a.namespace == b.namespace
             && a.uid == b.uid
             && a.labels == b.labels
+            && a.annotations == b.annotations
             && a.deletion_timestamp == b.deletion_timestamp
             && self.spec == other.spec
             && self.status == other.status

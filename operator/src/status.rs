@@ -332,6 +332,7 @@ mod tests {
             port: None,
             zone: None,
             check: None,
+            ..ValueStatus::default()
         };
         let values = (0..healthy)
             .map(|i| value(i, true))

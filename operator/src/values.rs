@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::pods::Pod;
+use crate::pods::{DRAIN_ANNOTATION, Pod, WEIGHT_ANNOTATION};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::value::{RecordData, parse_value};
 use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus, pod_source};
@@ -95,6 +95,9 @@ pub fn values_from_pods<'a>(
         let source = pod_source(pod.metadata.name.as_deref().unwrap_or_default());
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let zone = node.and_then(&zone_of_node);
+        let (weight, weight_problem) = pod_weight(pod);
+        computed.problems.extend(weight_problem);
+        let drained = pod_is_drained(pod);
         for ip in pod_addresses(pod, spec.record_type) {
             computed.values.push(ValueStatus {
                 value: ip.to_string(),
@@ -103,6 +106,8 @@ pub fn values_from_pods<'a>(
                 port,
                 zone: zone.clone(),
                 check: None,
+                weight,
+                drained,
             });
         }
     }
@@ -117,6 +122,36 @@ pub fn values_from_pods<'a>(
         ));
     }
     computed
+}
+
+/// A pod's weight from its `mvdns.io/weight` annotation (`None`: the default, 1), and the
+/// problem when the annotation is not a weight (the pod then weighs 1).
+///
+/// Why an annotation and not a weight per selector: the pod template of a Deployment sets
+/// it for all of its pods, so a canary Deployment beside the main one gets its own weight
+/// without a second record set, and a pod on a bigger node can weigh more than its peers.
+pub fn pod_weight(pod: &Pod) -> (Option<u8>, Option<String>) {
+    let Some(text) = pod_annotation(pod, WEIGHT_ANNOTATION) else {
+        return (None, None);
+    };
+    match text.trim().parse::<u8>() {
+        Ok(weight) => (Some(weight).filter(|w| *w != 1), None),
+        Err(_) => {
+            let pod = pod.metadata.name.as_deref().unwrap_or_default();
+            let problem =
+                format!("pod/{pod}: annotation {WEIGHT_ANNOTATION}={text:?} is not a weight (0-255); it weighs 1");
+            (None, Some(problem))
+        }
+    }
+}
+
+/// Whether a pod is drained (`mvdns.io/drain: "true"`).
+pub fn pod_is_drained(pod: &Pod) -> bool {
+    pod_annotation(pod, DRAIN_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+fn pod_annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
 /// The `source` of a static value: its set identifier, else its index.
@@ -186,6 +221,8 @@ pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<Strin
                     source,
                     port: None,
                     zone: item.zone.clone(),
+                    weight: item.weight.filter(|w| *w != 1),
+                    drained: item.drain,
                 });
             }
             Err(error) => computed.problems.push(format!("spec.values[{index}]: {error}")),
@@ -220,10 +257,11 @@ pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> Computed
         merged.problems.extend(part.problems);
         merged.refused.extend(part.refused);
     }
-    // Healthy entries sort after unhealthy ones for equal values, so keep the last.
-    merged
-        .values
-        .sort_by(|a, b| (&a.value, a.port, a.healthy, &a.source).cmp(&(&b.value, b.port, b.healthy, &b.source)));
+    // Healthy entries sort after unhealthy ones for equal values, and of those the ones
+    // not drained after the drained ones, so keep the last (with its weight).
+    merged.values.sort_by(|a, b| {
+        (&a.value, a.port, a.healthy, !a.drained, &a.source).cmp(&(&b.value, b.port, b.healthy, !b.drained, &b.source))
+    });
     let mut seen = BTreeSet::new();
     let mut deduped: Vec<ValueStatus> = Vec::with_capacity(merged.values.len());
     for value in merged.values.into_iter().rev() {
@@ -257,6 +295,67 @@ mod tests {
             .expect("object")
             .extend(extra.as_object().cloned().unwrap_or_default());
         serde_json::from_value(base).expect("valid spec")
+    }
+
+    fn annotated(name: &str, annotations: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"},
+                         "annotations": annotations},
+            "status": {"podIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .expect("valid pod")
+    }
+
+    #[test]
+    fn weights_and_drain_come_from_the_annotations_and_the_spec() {
+        let spec_a = spec("A", json!({"podSelector": {}}));
+        let canary = annotated(
+            "canary",
+            json!({"mvdns.io/weight": "5", "kubectl.kubernetes.io/last-applied-configuration": "{}"}),
+        );
+        assert_eq!(
+            canary.metadata.annotations.as_ref().map(|a| a.len()),
+            Some(1),
+            "only the annotations a value reads are kept"
+        );
+        let computed = values_from_pods(&spec_a, [&canary], |_| None);
+        assert_eq!(
+            (computed.values[0].weight, computed.values[0].drained),
+            (Some(5), false)
+        );
+        let one = values_from_pods(&spec_a, [&annotated("one", json!({"mvdns.io/weight": "1"}))], |_| None);
+        assert_eq!(one.values[0].weight, None, "weight 1 is the default and not written");
+        let drained = values_from_pods(&spec_a, [&annotated("d", json!({"mvdns.io/drain": "true"}))], |_| None);
+        assert!(drained.values[0].drained);
+        let bad = values_from_pods(
+            &spec_a,
+            [&annotated("bad", json!({"mvdns.io/weight": "heavy"}))],
+            |_| None,
+        );
+        assert_eq!(bad.values[0].weight, None);
+        assert!(
+            bad.problems[0].contains("mvdns.io/weight=\"heavy\" is not a weight (0-255)"),
+            "{:?}",
+            bad.problems
+        );
+
+        let statics = spec(
+            "A",
+            json!({"values": [{"value": "10.1.0.1", "weight": 0}, {"value": "10.1.0.2", "drain": true}, {"value": "10.1.0.3"}]}),
+        );
+        let computed = values_from_static(&statics, &HashMap::new());
+        let got: Vec<(Option<u8>, bool)> = computed.values.iter().map(|v| (v.weight, v.drained)).collect();
+        assert_eq!(got, [(Some(0), false), (None, true), (None, false)]);
+        // The same value drained from one source and not from another: not drained.
+        let merged = merge_values([
+            values_from_static(
+                &spec("A", json!({"values": [{"value": "10.0.0.9", "drain": true}]})),
+                &HashMap::new(),
+            ),
+            values_from_pods(&spec_a, [&annotated("p", json!({}))], |_| None),
+        ]);
+        assert_eq!(merged.values.len(), 1);
+        assert!(!merged.values[0].drained, "{:?}", merged.values);
     }
 
     #[test]

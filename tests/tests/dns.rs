@@ -602,3 +602,112 @@ async fn testenv_command(env: &TestEnv, command: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Weights and drain from pod annotations, through the operator's status to the DNS
+/// server's answers: one answer per query (`maxAnswers: 1`) so each answer is a first
+/// pick, whose shares the weights promise.
+#[tokio::test]
+#[ignore = "cluster test: needs the control plane; hack/test.sh runs it"]
+async fn weighted_answers_follow_the_weights_and_a_drained_pod_leaves() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-weights").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let ready = create_ready_pods(&pod_api, &spread_pods("web", 3, "web")).await?;
+    let ip = |i: usize| pod_ip(&ready[i]).unwrap_or_default().to_owned();
+    let annotate = |name: String, annotations: serde_json::Value| {
+        let pod_api = pod_api.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": annotations}});
+            pod_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            anyhow::Ok(())
+        }
+    };
+    // web-0 weighs 1 (the default), web-1 weighs 3, web-2 weighs 0.
+    annotate("web-1".into(), json!({"mvdns.io/weight": "3"})).await?;
+    annotate("web-2".into(), json!({"mvdns.io/weight": "0"})).await?;
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "maxAnswers": 1, "podSelector": {"matchLabels": {"app": "web"}}}),
+    )
+    .await?;
+    let sets: Api<MultiValueRecordSet> = ns.api();
+    let status = wait_status(&sets, "web", LIMIT, |s| {
+        s.healthy_count == 3 && s.values.iter().filter(|v| v.weight.is_some()).count() == 2
+    })
+    .await?;
+    let weight_of = |ip: &str| status.values.iter().find(|v| v.value == ip).and_then(|v| v.weight);
+    assert_eq!(
+        (weight_of(&ip(0)), weight_of(&ip(1)), weight_of(&ip(2))),
+        (None, Some(3), Some(0))
+    );
+
+    let ask = Ask::new(&name, RecordType::A);
+    // The DNS replica loads a status within milliseconds of its write; a second is ample.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queries = 2_000u32;
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..queries {
+        for value in answer_data(&udp(dns.address, &ask).await?) {
+            *counts.entry(value).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        counts.get(&ip(2)),
+        None,
+        "weight 0 is never answered while others are healthy"
+    );
+    // Pearson's chi-square over the two shares, 1 and 3 of 4: one degree of freedom, and
+    // P(chi2 > 10.83) = 0.001, so a correct server fails this one run in a thousand.
+    let expected = [(ip(0), 0.25), (ip(1), 0.75)];
+    let chi2: f64 = expected
+        .iter()
+        .map(|(value, share)| {
+            let want = f64::from(queries) * share;
+            (f64::from(counts.get(value).copied().unwrap_or(0)) - want).powi(2) / want
+        })
+        .sum();
+    println!("weights 1:3 over {queries} answers: {counts:?}, chi-square {chi2:.2} (1 df, limit 10.83)");
+    assert!(
+        chi2 < 10.83,
+        "chi-square {chi2:.2}: {counts:?} does not follow the weights 1:3"
+    );
+
+    // Draining web-1 takes it out of the answers (it stays in status); undraining brings
+    // it back.
+    annotate("web-1".into(), json!({"mvdns.io/drain": "true"})).await?;
+    let drained = wait_status(&sets, "web", LIMIT, |s| s.values.iter().any(|v| v.drained)).await?;
+    assert_eq!(drained.total_count, 3, "a drained value stays in status");
+    // web-0 answers a quarter of the time before the drain too: wait for a run of 50.
+    let deadline = Instant::now() + LIMIT;
+    let mut run = 0;
+    while run < 50 {
+        if answer_data(&udp(dns.address, &ask).await?) == [ip(0)] {
+            run += 1;
+        } else {
+            run = 0;
+        }
+        if Instant::now() > deadline {
+            bail!("the drained web-1 is still answered after {LIMIT:?}");
+        }
+    }
+    for _ in 0..100 {
+        assert_eq!(
+            answer_data(&udp(dns.address, &ask).await?),
+            [ip(0)],
+            "only web-0 (web-2 weighs 0)"
+        );
+    }
+    annotate("web-1".into(), json!({"mvdns.io/drain": null})).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m) == [ip(1)]).await?;
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}

@@ -19,6 +19,8 @@ pub struct Entry {
     pub glue: Option<Record>,
     /// Topology zone of the endpoint, when the status knows it.
     pub zone: Option<String>,
+    /// The value's weight in answers (`status.values[].weight`; 1 unless set).
+    pub weight: u32,
 }
 
 /// The values of one name and type, split by health, with the selection settings.
@@ -29,8 +31,14 @@ pub struct RrSet {
     pub when_all_unhealthy: WhenAllUnhealthy,
     /// `topology: PreferSameZone`: healthy values in the client's zone first.
     pub prefer_same_zone: bool,
+    /// Healthy values that are not drained: what answers come from.
     pub healthy: Vec<Entry>,
+    /// Healthy values that are drained: answered only when `healthy` is empty.
+    pub drained: Vec<Entry>,
+    /// Unhealthy values, drained or not: the fail-open pool (`ReturnUnhealthy`).
     pub unhealthy: Vec<Entry>,
+    /// Some value weighs other than 1: answers use weighted selection.
+    pub weighted: bool,
     /// With `prefer_same_zone`: the positions in `healthy` of each zone's values.
     pub healthy_by_zone: HashMap<String, Vec<usize>>,
     /// Some value carries glue (SRV to pods): answers need an additional section.

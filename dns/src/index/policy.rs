@@ -108,8 +108,9 @@ pub(super) fn group_rrset(
         WhenAllUnhealthy::ReturnNone
     };
     let prefer_same_zone = sets.iter().any(|rs| rs.spec.topology == Topology::PreferSameZone);
-    let mut healthy: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut unhealthy: BTreeMap<String, Entry> = BTreeMap::new();
+    // One record per key, the best class winning: healthy, then drained, then unhealthy
+    // (the same record from two sets is healthy if either says so).
+    let mut by_key: BTreeMap<String, (Class, Entry)> = BTreeMap::new();
     for rs in sets {
         for value in rs.status.iter().flat_map(|s| &s.values) {
             let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
@@ -120,17 +121,27 @@ pub(super) fn group_rrset(
                 continue;
             };
             entry.zone = value.zone.clone();
-            // The same record from two sets: healthy if either says so.
+            entry.weight = u32::from(value.effective_weight());
+            let class = match (value.healthy, value.drained) {
+                (true, false) => Class::Healthy,
+                (true, true) => Class::Drained,
+                (false, _) => Class::Unhealthy,
+            };
             let key = entry.record.data.to_string();
-            if value.healthy {
-                unhealthy.remove(&key);
-                healthy.insert(key, entry);
-            } else if !healthy.contains_key(&key) {
-                unhealthy.insert(key, entry);
+            if by_key.get(&key).is_none_or(|(held, _)| class < *held) {
+                by_key.insert(key, (class, entry));
             }
         }
     }
-    let healthy: Vec<Entry> = healthy.into_values().collect();
+    let (mut healthy, mut drained, mut unhealthy) = (Vec::new(), Vec::new(), Vec::new());
+    for (class, entry) in by_key.into_values() {
+        match class {
+            Class::Healthy => healthy.push(entry),
+            Class::Drained => drained.push(entry),
+            Class::Unhealthy => unhealthy.push(entry),
+        }
+    }
+    let weighted = healthy.iter().chain(&drained).chain(&unhealthy).any(|e| e.weight != 1);
     let mut healthy_by_zone: HashMap<String, Vec<usize>> = HashMap::new();
     if prefer_same_zone {
         for (position, entry) in healthy.iter().enumerate() {
@@ -139,23 +150,36 @@ pub(super) fn group_rrset(
             }
         }
     }
-    let unhealthy: Vec<Entry> = unhealthy.into_values().collect();
-    let has_glue = healthy.iter().chain(&unhealthy).any(|e| e.glue.is_some());
+    let has_glue = healthy
+        .iter()
+        .chain(&drained)
+        .chain(&unhealthy)
+        .any(|e| e.glue.is_some());
     RrSet {
         record_type: dns_type(record_type),
         max_answers: usize::from(max_answers),
         when_all_unhealthy,
         prefer_same_zone,
         healthy,
+        drained,
         unhealthy,
+        weighted,
         healthy_by_zone,
         has_glue,
     }
 }
 
+/// How a value is served, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Healthy,
+    Drained,
+    Unhealthy,
+}
+
 /// SRV targets synthesized for pods answer A/AAAA queries too.
 pub(super) fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) {
-    for entry in rrset.healthy.iter().chain(&rrset.unhealthy) {
+    for entry in rrset.healthy.iter().chain(&rrset.drained).chain(&rrset.unhealthy) {
         let Some(glue) = &entry.glue else { continue };
         let node = names.entry(name_key(&glue.name)).or_default();
         if node.rrset(glue.record_type()).is_none() {
@@ -169,8 +193,11 @@ pub(super) fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) 
                     record: glue.clone(),
                     glue: None,
                     zone: None,
+                    weight: 1,
                 }],
+                drained: Vec::new(),
                 unhealthy: Vec::new(),
+                weighted: false,
                 healthy_by_zone: HashMap::new(),
                 has_glue: false,
             }));

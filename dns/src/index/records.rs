@@ -27,6 +27,7 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
             record,
             glue: Some(glue),
             zone: None,
+            weight: 1,
         });
     }
     let rdata = match parse_value(record_type, value).ok()? {
@@ -49,6 +50,7 @@ pub fn entry_for(owner: &Name, record_type: RecordType, ttl: u32, value: &str, p
         record,
         glue: None,
         zone: None,
+        weight: 1,
     })
 }
 

@@ -136,6 +136,18 @@ pub struct StaticValue {
     /// healthy. A new check counts as healthy until its first result (Route 53's rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+
+    /// Relative weight, 0-255 (default 1). Answers pick the first value in proportion to
+    /// the weights, and a heavier value is in more answers. Weight 0: answered only when
+    /// no value of positive weight is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 255))]
+    pub weight: Option<u8>,
+
+    /// Take the value out of answers while it stays in status (`drained`): answered only
+    /// when no value that is not drained is healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// An active probe of one endpoint, Route 53 style.
@@ -291,7 +303,7 @@ pub struct MultiValueRecordSetStatus {
 }
 
 /// One value as served.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct ValueStatus {
     /// The record data (an address for pod-backed values).
@@ -309,6 +321,21 @@ pub struct ValueStatus {
     /// Static values with a health check: the check's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckStatus>,
+    /// The value's weight when it is not 1 (`spec.values[].weight`, or a pod's
+    /// `mvdns.io/weight` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+    /// Drained (`spec.values[].drain`, or a pod's `mvdns.io/drain: "true"`): listed, but
+    /// answered only when no value that is not drained is healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
+}
+
+impl ValueStatus {
+    /// The weight answers use: 1 unless set.
+    pub fn effective_weight(&self) -> u8 {
+        self.weight.unwrap_or(1)
+    }
 }
 
 /// The state of a value's active health check.
