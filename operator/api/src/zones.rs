@@ -58,6 +58,16 @@ fn labels(name: &str) -> usize {
     name.trim_end_matches('.').split('.').count()
 }
 
+/// The namespaces of a comma-separated list (`shop, payments`), blanks left out: the
+/// right-hand side of `--restrict-zone` and of the operator's `--probe-restrict-cidr`.
+pub fn namespace_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 impl PublishRules {
     /// `zones`: the served apexes (empty: names are not checked against zones).
     /// `restrictions`: entries `ZONE=NAMESPACE[,NAMESPACE...]`.
@@ -73,12 +83,7 @@ impl PublishRules {
             if !zones.is_empty() && !zones.iter().any(|z| is_in_zone(&name, z)) {
                 return Err(format!("{entry:?}: {name} is not in a served zone"));
             }
-            let namespaces: BTreeSet<String> = namespaces
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(String::from)
-                .collect();
+            let namespaces: BTreeSet<String> = namespace_list(namespaces).into_iter().collect();
             if namespaces.is_empty() {
                 return Err(format!("{entry:?}: no namespace listed"));
             }

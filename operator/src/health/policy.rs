@@ -177,12 +177,7 @@ impl FromStr for NamespaceRule {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let namespaces: Vec<String> = namespaces
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(String::from)
-            .collect();
+        let namespaces = mvdns_api::zones::namespace_list(namespaces);
         if namespaces.is_empty() {
             return Err(bad("no namespace"));
         }
