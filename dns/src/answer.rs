@@ -7,7 +7,7 @@ use mvdns_api::WhenAllUnhealthy;
 use rand::Rng;
 
 use crate::index::{Entry, Index, Node, RrSet};
-use crate::select::{pick_answers, pick_answers_near, pick_weighted, same_zone_safeguard};
+use crate::select::{pick_answers, pick_answers_near, pick_weighted, same_zone_safeguard, split_near};
 use crate::zone::{Zone, Zones};
 
 /// The sections and flags of a response to one question.
@@ -204,12 +204,15 @@ fn pick<R: Rng + ?Sized>(rrset: &RrSet, client_zone: Option<&str>, rng: &mut R) 
 }
 
 /// The entries of one answer from `rrset`, the rules in this order:
-/// 1. the pool: the healthy values that are not drained; if there are none, the healthy
-///    drained ones; if there are none either, the fail-open pool (`ReturnUnhealthy`: the
-///    unhealthy values; `ReturnNone`: nothing);
-/// 2. the zone (`topology: PreferSameZone`, healthy values only): the client's zone's
+/// 1. the pool: the healthy values that are not drained, of the failover tiers answered
+///    now (the index applied the tier and panic rules of [`mvdns_api::selection`]); if
+///    there are none, the healthy drained ones; if there are none either, the fail-open
+///    pool (`ReturnUnhealthy`: the unhealthy values; `ReturnNone`: nothing);
+/// 2. the tiers, when more than one is answered: the better tiers first, each picked by
+///    the rules below, and the last one fills the rest of the answer;
+/// 3. the zone (`topology: PreferSameZone`, healthy values only): the client's zone's
 ///    values when it has enough, else all of them and the rest from other zones;
-/// 3. the weights, when some value weighs other than 1 (`select::pick_weighted`),
+/// 4. the weights, when some value weighs other than 1 (`select::pick_weighted`),
 ///    within what the zone rule leaves; else a uniform pick.
 pub fn choose<'a, R: Rng + ?Sized>(
     rrset: &'a RrSet,
@@ -217,54 +220,74 @@ pub fn choose<'a, R: Rng + ?Sized>(
     max_answers: usize,
     rng: &mut R,
 ) -> Vec<&'a Entry> {
-    let when = rrset.when_all_unhealthy;
-    if rrset.healthy.is_empty() && !rrset.drained.is_empty() {
-        return pick_pool(rrset, &rrset.drained, max_answers, rng);
+    if rrset.healthy.is_empty() {
+        return fallback(rrset, max_answers, rng);
     }
     let near = client_zone
         .filter(|_| rrset.prefer_same_zone)
         // A known zone without healthy values here is an empty "near" list: the answer
         // comes from the other zones.
         .map(|zone| rrset.healthy_by_zone.get(zone).map_or(&[][..], Vec::as_slice));
-    if !rrset.weighted {
-        return match near {
-            Some(near) => pick_answers_near(&rrset.healthy, &rrset.unhealthy, max_answers, when, Some(near), rng),
-            None => pick_answers(&rrset.healthy, &rrset.unhealthy, max_answers, when, rng),
-        };
+    if rrset.tiers.is_empty() {
+        return pick_healthy(&rrset.healthy, near, rrset.weighted, max_answers, rng);
     }
-    if rrset.healthy.is_empty() {
-        return match when {
-            WhenAllUnhealthy::ReturnUnhealthy => pick_pool(rrset, &rrset.unhealthy, max_answers, rng),
-            WhenAllUnhealthy::ReturnNone => Vec::new(),
-        };
-    }
-    match near {
-        Some(near) if near.len() >= same_zone_safeguard(max_answers) => {
-            let near: Vec<&Entry> = near.iter().map(|&i| &rrset.healthy[i]).collect();
-            pick_weighted(&near, |e| e.weight, max_answers, rng)
-                .into_iter()
-                .copied()
+    let mut picked = Vec::with_capacity(max_answers);
+    for tier in &rrset.tiers {
+        let room = max_answers.saturating_sub(picked.len());
+        if room == 0 {
+            break;
+        }
+        let near_in_tier: Option<Vec<usize>> = near.map(|near| {
+            near.iter()
+                .filter(|i| tier.contains(i))
+                .map(|i| i - tier.start)
                 .collect()
-        }
-        Some(near) => {
-            let close: Vec<&Entry> = near.iter().map(|&i| &rrset.healthy[i]).collect();
-            let far: Vec<&Entry> = (0..rrset.healthy.len())
-                .filter(|i| !near.contains(i))
-                .map(|i| &rrset.healthy[i])
-                .collect();
-            let mut picked: Vec<&Entry> = pick_weighted(&close, |e| e.weight, max_answers, rng)
-                .into_iter()
-                .copied()
-                .collect();
-            let fill = max_answers.saturating_sub(picked.len());
-            picked.extend(pick_weighted(&far, |e| e.weight, fill, rng).into_iter().copied());
-            picked
-        }
-        None => pick_weighted(&rrset.healthy, |e| e.weight, max_answers, rng),
+        });
+        let pool = &rrset.healthy[tier.clone()];
+        picked.extend(pick_healthy(pool, near_in_tier.as_deref(), rrset.weighted, room, rng));
+    }
+    picked
+}
+
+/// Rule 1's fallbacks: the drained values, else the fail-open pool.
+fn fallback<'a, R: Rng + ?Sized>(rrset: &'a RrSet, max_answers: usize, rng: &mut R) -> Vec<&'a Entry> {
+    if !rrset.drained.is_empty() {
+        return pick_pool(rrset, &rrset.drained, max_answers, rng);
+    }
+    match rrset.when_all_unhealthy {
+        WhenAllUnhealthy::ReturnUnhealthy => pick_pool(rrset, &rrset.unhealthy, max_answers, rng),
+        WhenAllUnhealthy::ReturnNone => Vec::new(),
     }
 }
 
-/// A pick from one pool, weighted when the RRset is.
+/// Rules 3 and 4 within one pool of healthy values; `near` holds the positions in `pool`
+/// of the client's zone's values.
+fn pick_healthy<'a, R: Rng + ?Sized>(
+    pool: &'a [Entry],
+    near: Option<&[usize]>,
+    weighted: bool,
+    max_answers: usize,
+    rng: &mut R,
+) -> Vec<&'a Entry> {
+    if !weighted {
+        return pick_answers_near(pool, &[], max_answers, WhenAllUnhealthy::ReturnNone, near, rng);
+    }
+    let Some(near) = near else {
+        return pick_weighted(pool, |e| e.weight, max_answers, rng);
+    };
+    let (close, far) = split_near(pool, near);
+    let mut picked: Vec<&Entry> = pick_weighted(&close, |e| e.weight, max_answers, rng)
+        .into_iter()
+        .copied()
+        .collect();
+    if close.len() < same_zone_safeguard(max_answers) {
+        let fill = max_answers.saturating_sub(picked.len());
+        picked.extend(pick_weighted(&far, |e| e.weight, fill, rng).into_iter().copied());
+    }
+    picked
+}
+
+/// A pick from one fallback pool, weighted when the RRset is.
 fn pick_pool<'a, R: Rng + ?Sized>(rrset: &RrSet, pool: &'a [Entry], max_answers: usize, rng: &mut R) -> Vec<&'a Entry> {
     if rrset.weighted {
         pick_weighted(pool, |e| e.weight, max_answers, rng)
@@ -394,6 +417,150 @@ mod tests {
             ["10.0.0.3"],
             "weight 0 when nothing weighs more"
         );
+    }
+
+    fn tiered(ip: &str, priority: u8, healthy: bool) -> serde_json::Value {
+        json!({"value": ip, "healthy": healthy, "source": format!("pod/{ip}"), "priority": priority})
+    }
+
+    #[test]
+    fn the_best_tier_answers_and_a_thin_one_is_filled_from_the_next() {
+        let spec = |min_healthy: u32| json!({"name": "web.example.internal", "type": "A", "podSelector": {}, "maxAnswers": 3, "minHealthy": min_healthy});
+        let values = json!([
+            tiered("10.0.0.1", 0, true),
+            tiered("10.0.0.2", 0, true),
+            tiered("10.0.1.1", 1, true),
+            tiered("10.0.1.2", 1, true),
+            tiered("10.0.2.1", 2, true),
+        ]);
+        let mut rng = StdRng::seed_from_u64(3);
+        let primary = index(spec(1), values.clone());
+        for _ in 0..50 {
+            let mut got = chosen(&primary, &mut rng);
+            got.sort();
+            assert_eq!(got, ["10.0.0.1", "10.0.0.2"], "tier 0 has enough");
+        }
+        let spill = index(spec(3), values.clone());
+        let mut fills = BTreeSet::new();
+        for _ in 0..200 {
+            let got = chosen(&spill, &mut rng);
+            assert_eq!(got.len(), 3);
+            let mut first_two = got[..2].to_vec();
+            first_two.sort();
+            assert_eq!(first_two, ["10.0.0.1", "10.0.0.2"], "the thin tier whole, first");
+            assert!(got[2].starts_with("10.0.1."), "filled from tier 1: {got:?}");
+            fills.insert(got[2].clone());
+        }
+        assert_eq!(fills.len(), 2, "either value of tier 1 fills");
+        let down = index(
+            spec(1),
+            json!([
+                tiered("10.0.0.1", 0, false),
+                tiered("10.0.1.1", 1, true),
+                tiered("10.0.2.1", 2, true)
+            ]),
+        );
+        assert_eq!(chosen(&down, &mut rng), ["10.0.1.1"], "tier 0 is down: tier 1");
+        let all_down = index(
+            spec(1),
+            json!([tiered("10.0.1.1", 1, false), tiered("10.0.0.1", 0, false)]),
+        );
+        assert_eq!(
+            chosen(&all_down, &mut rng),
+            ["10.0.0.1"],
+            "fail-open from the best tier"
+        );
+    }
+
+    #[test]
+    fn below_the_panic_threshold_every_value_is_answered() {
+        let values: Vec<_> = (1..=10).map(|i| tiered(&format!("10.0.0.{i}"), 0, i <= 2)).collect();
+        let spec = |percent: u8| json!({"name": "web.example.internal", "type": "A", "podSelector": {}, "maxAnswers": 8, "minHealthyPercent": percent});
+        let mut rng = StdRng::seed_from_u64(4);
+        let calm = index(spec(20), json!(values));
+        assert_eq!(chosen(&calm, &mut rng).len(), 2, "20% healthy is not below 20%");
+        let panic = index(spec(50), json!(values));
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let got = chosen(&panic, &mut rng);
+            assert_eq!(got.len(), 8);
+            seen.extend(got);
+        }
+        assert_eq!(seen.len(), 10, "health ignored: all ten values answer");
+    }
+
+    mod properties {
+        use mvdns_api::selection::{Facts, Rules, plan};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One value: (healthy, drained, priority, weight, zone).
+        fn value() -> impl Strategy<Value = (bool, bool, u8, u8, u8)> {
+            (any::<bool>(), prop::bool::weighted(0.2), 0u8..3, 0u8..4, 0u8..3)
+        }
+
+        proptest! {
+            #[test]
+            fn every_answer_follows_the_documented_rules(
+                values in prop::collection::vec(value(), 1..24),
+                max_answers in 1u8..=8,
+                min_healthy in 1u32..6,
+                min_healthy_percent in prop::sample::select(vec![0u8, 30, 60, 100]),
+                prefer_same_zone in any::<bool>(),
+                return_none in any::<bool>(),
+                client_zone in prop::option::of(0u8..3),
+                seed in any::<u64>(),
+            ) {
+                let zone_name = |z: u8| ["a", "b", "c"][usize::from(z)];
+                let status: Vec<_> = values.iter().enumerate().map(|(i, &(healthy, drained, priority, weight, zone))| {
+                    json!({"value": format!("10.0.0.{i}"), "healthy": healthy, "drained": drained, "source": format!("pod/{i}"),
+                           "priority": priority, "weight": weight, "zone": zone_name(zone)})
+                }).collect();
+                let spec = json!({"name": "web.example.internal", "type": "A", "podSelector": {},
+                    "maxAnswers": max_answers, "minHealthy": min_healthy, "minHealthyPercent": min_healthy_percent,
+                    "topology": if prefer_same_zone {"PreferSameZone"} else {"None"},
+                    "whenAllUnhealthy": if return_none {"ReturnNone"} else {"ReturnUnhealthy"}});
+                let index = index(spec, json!(status));
+                let rrset = index.node(&Name::from_ascii("web.example.internal.").expect("name"))
+                    .and_then(|n| n.rrset(RecordType::A)).expect("rrset");
+                let facts = |ip: &str| {
+                    let i: usize = ip.rsplit('.').next().and_then(|n| n.parse().ok()).expect("ip");
+                    let (healthy, drained, priority, ..) = values[i];
+                    Facts { priority, healthy, drained }
+                };
+                let pick = |seed: u64| -> Vec<String> {
+                    let zone = client_zone.map(zone_name);
+                    choose(rrset, zone, usize::from(max_answers), &mut StdRng::seed_from_u64(seed))
+                        .into_iter().map(|e| e.record.data.to_string()).collect()
+                };
+                let answer = pick(seed);
+                prop_assert_eq!(&answer, &pick(seed), "determinism under a seeded RNG");
+                prop_assert!(answer.len() <= usize::from(max_answers));
+                let unique: BTreeSet<&String> = answer.iter().collect();
+                prop_assert_eq!(unique.len(), answer.len(), "no value twice");
+                let all: Vec<Facts> = values.iter().map(|&(healthy, drained, priority, ..)| Facts { priority, healthy, drained }).collect();
+                let rules = Rules { min_healthy, min_healthy_percent };
+                let plan = plan(all.iter().copied(), rules);
+                let priorities: Vec<u8> = answer.iter().map(|ip| facts(ip).priority).collect();
+                if !plan.priorities.is_empty() {
+                    prop_assert!(!answer.is_empty());
+                    prop_assert!(answer.iter().all(|ip| plan.answers_from(facts(ip))), "only the answered tiers, never a drained value");
+                    prop_assert!(priorities.windows(2).all(|w| w[0] <= w[1]), "better tiers first: {:?}", priorities);
+                } else if all.iter().any(|f| f.healthy && f.drained) {
+                    prop_assert!(!answer.is_empty());
+                    prop_assert!(answer.iter().all(|ip| { let f = facts(ip); f.healthy && f.drained }), "drained values as the last resort");
+                } else if return_none {
+                    prop_assert!(answer.is_empty());
+                } else {
+                    prop_assert!(!answer.is_empty() && answer.iter().all(|ip| !facts(ip).healthy), "fail-open");
+                }
+                if plan.priorities.is_empty() {
+                    let tiers: BTreeSet<u8> = priorities.iter().copied().collect();
+                    prop_assert!(tiers.len() <= 1, "a fallback answers from one tier: {:?}", tiers);
+                }
+            }
+        }
     }
 
     #[test]

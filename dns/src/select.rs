@@ -56,15 +56,21 @@ pub fn pick_answers_near<'a, T, R: Rng + ?Sized>(
             .map(|&i| &healthy[i])
             .collect();
     }
-    let mut picked: Vec<&T> = near.iter().map(|&i| &healthy[i]).collect();
+    let (mut picked, far) = split_near(healthy, near);
     picked.shuffle(rng);
-    let far: Vec<&T> = (0..healthy.len())
-        .filter(|i| !near.contains(i))
-        .map(|i| &healthy[i])
-        .collect();
     let fill = max_answers.saturating_sub(picked.len());
     picked.extend(pick_uniform(&far, fill, rng).into_iter().copied());
     picked
+}
+
+/// The values of `pool` at the `near` positions (in that order), and the others.
+pub fn split_near<'a, T>(pool: &'a [T], near: &[usize]) -> (Vec<&'a T>, Vec<&'a T>) {
+    let close = near.iter().filter_map(|&i| pool.get(i)).collect();
+    let far = (0..pool.len())
+        .filter(|i| !near.contains(i))
+        .map(|i| &pool[i])
+        .collect();
+    (close, far)
 }
 
 /// How many healthy values the client's zone needs to answer alone: half an answer,

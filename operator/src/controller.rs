@@ -19,6 +19,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mvdns_api::ownership::{NameClaim, name_owners};
+use mvdns_api::selection::Rules;
 use mvdns_api::value::normalize_fqdn;
 use mvdns_api::zones::PublishRules;
 use mvdns_api::{Guarded, MultiValueRecordSet};
@@ -283,6 +284,7 @@ fn reconcile_record_set(record_set: &MultiValueRecordSet, ctx: &Context) {
         conflict,
         refusal,
         throttled: ctx.checker.throttled(&namespace),
+        rules: Rules::of(&record_set.spec),
     };
     let last_written = ctx.writer.last_written(&uid);
     let old = last_written

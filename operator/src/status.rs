@@ -6,8 +6,9 @@
 //! chases its own writes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use mvdns_api::MultiValueRecordSetStatus;
+use mvdns_api::selection::{Plan, Rules, plan};
 use mvdns_api::zones::Refusal;
+use mvdns_api::{MultiValueRecordSetStatus, ValueStatus};
 
 use crate::values::ComputedValues;
 
@@ -50,6 +51,8 @@ pub struct StatusInput {
     pub refusal: Option<Refusal>,
     /// The namespace's checks ask for more probes than its rate (`health::limits`).
     pub throttled: Option<String>,
+    /// The record set's tier and panic settings.
+    pub rules: Rules,
 }
 
 /// The status the record set should have now.
@@ -59,6 +62,7 @@ pub fn desired_status(
     now: &Time,
 ) -> MultiValueRecordSetStatus {
     let values = input.computed.values;
+    let Plan { priorities, panic, .. } = plan(values.iter().map(ValueStatus::facts), input.rules);
     let total = values.len();
     let healthy = values.iter().filter(|v| v.healthy).count();
     let fresh = [
@@ -94,6 +98,8 @@ pub fn desired_status(
         healthy_count: u32::try_from(healthy).unwrap_or(u32::MAX),
         total_count: u32::try_from(total).unwrap_or(u32::MAX),
         values,
+        priorities,
+        panic,
     }
 }
 
@@ -278,6 +284,48 @@ pub fn transitions(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueReco
         });
     }
     events.extend(check_flips(old, new));
+    events.extend(selection_changes(old, new));
+    events
+}
+
+/// A change of the tiers answered (while some value is healthy: becoming healthy and all
+/// unhealthy have their own Events), and entering or leaving panic.
+fn selection_changes(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueRecordSetStatus) -> Vec<Transition> {
+    let Some(old) = old else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    let tiers = |p: &[u8]| p.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    if old.priorities != new.priorities && !old.priorities.is_empty() && !new.priorities.is_empty() {
+        events.push(Transition {
+            warning: new.priorities.first() > old.priorities.first(),
+            reason: "TierChanged",
+            note: format!(
+                "answers come from priority {} (was {})",
+                tiers(&new.priorities),
+                tiers(&old.priorities)
+            ),
+        });
+    }
+    match (old.panic, new.panic) {
+        (false, true) => events.push(Transition {
+            warning: true,
+            reason: "PanicEntered",
+            note: format!(
+                "{} of {} values healthy, below minHealthyPercent: health is ignored and every value is answered",
+                new.healthy_count, new.total_count
+            ),
+        }),
+        (true, false) => events.push(Transition {
+            warning: false,
+            reason: "PanicEnded",
+            note: format!(
+                "{} of {} values healthy: answers follow health again",
+                new.healthy_count, new.total_count
+            ),
+        }),
+        _ => {}
+    }
     events
 }
 
@@ -318,7 +366,6 @@ fn check_flips(old: Option<&MultiValueRecordSetStatus>, new: &MultiValueRecordSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mvdns_api::ValueStatus;
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("valid"))
@@ -346,6 +393,7 @@ mod tests {
             conflict: None,
             refusal: None,
             throttled: None,
+            rules: Rules::default(),
         }
     }
 
@@ -482,6 +530,37 @@ mod tests {
         assert_eq!(flips[0].reason, "ValueUnhealthy");
         assert!(flips[0].note.contains("HTTP status 503"));
         assert!(check_flips(Some(&after), &after).is_empty());
+    }
+
+    #[test]
+    fn tier_changes_and_panic_are_announced() {
+        let mut two_tiers = input(2, 0);
+        two_tiers.computed.values[1].priority = Some(1);
+        two_tiers.rules.min_healthy_percent = 60;
+        let first = desired_status(None, two_tiers.clone(), &at(10));
+        assert_eq!((first.priorities.as_slice(), first.panic), (&[0][..], false));
+        let mut primary_down = two_tiers.clone();
+        primary_down.computed.values[0].healthy = false;
+        let failed_over = desired_status(Some(&first), primary_down, &at(20));
+        assert_eq!(failed_over.priorities, [1], "tier 1 is whole: no panic");
+        let events = transitions(Some(&first), &failed_over);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!((events[0].reason, events[0].warning), ("TierChanged", true));
+        assert_eq!(events[0].note, "answers come from priority 1 (was 0)");
+
+        let mut mostly_down = input(1, 3);
+        mostly_down.rules.min_healthy_percent = 50;
+        let calm = desired_status(None, input(4, 0), &at(10));
+        let panicked = desired_status(Some(&calm), mostly_down, &at(20));
+        assert!(panicked.panic);
+        let reasons: Vec<_> = transitions(Some(&calm), &panicked).iter().map(|t| t.reason).collect();
+        assert_eq!(reasons, ["PanicEntered"]);
+        let recovered = desired_status(Some(&panicked), input(4, 0), &at(30));
+        let reasons: Vec<_> = transitions(Some(&panicked), &recovered)
+            .iter()
+            .map(|t| t.reason)
+            .collect();
+        assert_eq!(reasons, ["PanicEnded"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::pods::{DRAIN_ANNOTATION, Pod, WEIGHT_ANNOTATION};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mvdns_api::selection::DEFAULT_PRIORITY;
 use mvdns_api::value::{RecordData, parse_value};
 use mvdns_api::{MultiValueRecordSetSpec, RecordType, StaticValue, ValueStatus, pod_source};
 
@@ -23,16 +24,25 @@ pub struct ComputedValues {
     pub refused: Vec<String>,
 }
 
-/// A pod counts as healthy when its Ready condition is True and it is not terminating.
-/// (Having an address of the record's family is checked by [`pod_addresses`].)
+/// A pod counts as healthy when its Ready condition is True: the EndpointSlice
+/// condition `serving`. (Having an address of the record's family is checked by
+/// [`pod_addresses`].) A terminating pod may still be healthy; see [`pod_is_terminating`].
 pub fn pod_is_healthy(pod: &Pod) -> bool {
-    let terminating = pod.metadata.deletion_timestamp.is_some();
     let conditions = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    !terminating && conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// A pod being deleted. Its value, while the pod is still ready, is served only when
+/// nothing else is healthy (as a drained value is): clients move off it as soon as
+/// there is anywhere else to go, but a rollout that replaces every pod at once never
+/// leaves the name without an answer (EndpointSlices keep such endpoints as `serving`
+/// for the same reason).
+pub fn pod_is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// The pod's addresses that fit the record type: IPv4 for A, IPv6 for AAAA (a
@@ -98,6 +108,7 @@ pub fn values_from_pods<'a>(
         let (weight, weight_problem) = pod_weight(pod);
         computed.problems.extend(weight_problem);
         let drained = pod_is_drained(pod);
+        let terminating = healthy && pod_is_terminating(pod);
         for ip in pod_addresses(pod, spec.record_type) {
             computed.values.push(ValueStatus {
                 value: ip.to_string(),
@@ -108,6 +119,8 @@ pub fn values_from_pods<'a>(
                 check: None,
                 weight,
                 drained,
+                priority: spec.priority.filter(|p| *p != DEFAULT_PRIORITY),
+                terminating,
             });
         }
     }
@@ -223,6 +236,8 @@ pub fn values_from_static(spec: &MultiValueRecordSetSpec, checks: &HashMap<Strin
                     zone: item.zone.clone(),
                     weight: item.weight.filter(|w| *w != 1),
                     drained: item.drain,
+                    priority: item.priority.or(spec.priority).filter(|p| *p != DEFAULT_PRIORITY),
+                    terminating: false,
                 });
             }
             Err(error) => computed.problems.push(format!("spec.values[{index}]: {error}")),
@@ -257,11 +272,15 @@ pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> Computed
         merged.problems.extend(part.problems);
         merged.refused.extend(part.refused);
     }
-    // Healthy entries sort after unhealthy ones for equal values, and of those the ones
-    // not drained after the drained ones, so keep the last (with its weight).
-    merged.values.sort_by(|a, b| {
-        (&a.value, a.port, a.healthy, !a.drained, &a.source).cmp(&(&b.value, b.port, b.healthy, !b.drained, &b.source))
-    });
+    // For equal values the best source sorts last and is kept (with its weight): healthy
+    // before unhealthy, then not drained (nor terminating), then the better tier.
+    let rank = |v: &ValueStatus| {
+        let facts = v.facts();
+        (v.healthy, !facts.drained, std::cmp::Reverse(facts.priority))
+    };
+    merged
+        .values
+        .sort_by(|a, b| (&a.value, a.port, rank(a), &a.source).cmp(&(&b.value, b.port, rank(b), &b.source)));
     let mut seen = BTreeSet::new();
     let mut deduped: Vec<ValueStatus> = Vec::with_capacity(merged.values.len());
     for value in merged.values.into_iter().rev() {
@@ -366,7 +385,26 @@ mod tests {
         terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ));
-        assert!(!pod_is_healthy(&terminating));
+        assert!(pod_is_healthy(&terminating), "still ready: still serving");
+        assert!(pod_is_terminating(&terminating));
+        let computed = values_from_pods(&spec("A", json!({"podSelector": {}})), [&terminating], |_| None);
+        assert!(computed.values[0].terminating && computed.values[0].facts().drained);
+    }
+
+    #[test]
+    fn tiers_come_from_the_record_set_and_each_static_value() {
+        let tiered = spec(
+            "A",
+            json!({"podSelector": {}, "priority": 2, "values": [{"value": "10.1.0.1"}, {"value": "10.1.0.2", "priority": 0}, {"value": "10.1.0.3", "priority": 5}]}),
+        );
+        let statics = values_from_static(&tiered, &HashMap::new());
+        let got: Vec<Option<u8>> = statics.values.iter().map(|v| v.priority).collect();
+        assert_eq!(got, [Some(2), None, Some(5)], "0 is the default and not written");
+        let pods = values_from_pods(&tiered, [&pod("a", true, &["10.1.0.3"])], |_| None);
+        assert_eq!(pods.values[0].priority, Some(2));
+        let merged = merge_values([statics, pods]);
+        let shared = merged.values.iter().find(|v| v.value == "10.1.0.3").expect("merged");
+        assert_eq!(shared.priority, Some(2), "one value in two tiers: the better tier");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -142,6 +143,23 @@ pub async fn wait_status(
             bail!("status of {name} did not reach the expected state within {limit:?}; last: {status:#?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the namespace's Events (every 100 ms, at most `limit`) until one has `reason`;
+/// gives its note. Events are published right after the status write they announce.
+pub async fn wait_event(events: &Api<Event>, reason: &str, limit: Duration) -> Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = events.list(&Default::default()).await?.items;
+        if let Some(event) = list.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+            return Ok(event.note.clone().unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            let reasons: Vec<_> = list.iter().filter_map(|e| e.reason.as_deref()).collect();
+            bail!("no {reason} Event within {limit:?}; the Events: {reasons:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

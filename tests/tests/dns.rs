@@ -711,3 +711,126 @@ async fn weighted_answers_follow_the_weights_and_a_drained_pod_leaves() -> Resul
     operator.stop().await;
     Ok(())
 }
+
+/// Failover tiers: the pods (tier 0) answer while at least `minHealthy` of them are ready;
+/// with fewer, the ready ones come first and the standby values (tier 1) fill the answer;
+/// with none, the standby values answer alone; and the pods take over again when they
+/// are back. Status shows the tiers answered, and a move between tiers is an Event.
+#[tokio::test]
+#[ignore = "cluster test: needs the test control plane (hack/test.sh runs it)"]
+async fn a_tier_fails_over_and_back_as_its_pods_readiness_flips() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-tiers").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let ready = create_ready_pods(&pod_api, &spread_pods("web", 3, "web")).await?;
+    let pods: BTreeSet<String> = pod_ips(&ready);
+    let standby: BTreeSet<String> = ["127.0.1.1", "127.0.1.2"].map(String::from).into();
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "minHealthy": 2, "podSelector": {"matchLabels": {"app": "web"}},
+               "values": [{"value": "127.0.1.1", "priority": 1}, {"value": "127.0.1.2", "priority": 1}]}),
+    )
+    .await?;
+    let sets: Api<MultiValueRecordSet> = ns.api();
+    wait_status(&sets, "web", LIMIT, |s| s.priorities == [0] && s.healthy_count == 5).await?;
+    let ask = Ask::new(&name, RecordType::A);
+    let as_set = |m: &hickory_proto::op::Message| answer_data(m).into_iter().collect::<BTreeSet<_>>();
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == pods).await?;
+
+    // Two of three pods unready: one left in tier 0, fewer than minHealthy 2.
+    set_pod_ready(&pod_api, "web-1", false).await?;
+    set_pod_ready(&pod_api, "web-2", false).await?;
+    let survivor = pod_ip(&ready[0]).unwrap_or_default().to_owned();
+    wait_status(&sets, "web", LIMIT, |s| s.priorities == [0, 1]).await?;
+    let mut spilled: BTreeSet<String> = standby.clone();
+    spilled.insert(survivor.clone());
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == spilled).await?;
+    for _ in 0..20 {
+        let answer = answer_data(&udp(dns.address, &ask).await?);
+        assert_eq!(answer[0], survivor, "the thin tier first: {answer:?}");
+    }
+
+    // The last pod unready: tier 1 alone, and the move announced.
+    set_pod_ready(&pod_api, "web-0", false).await?;
+    wait_status(&sets, "web", LIMIT, |s| s.priorities == [1]).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == standby).await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let note = wait_event(&events, "TierChanged", LIMIT).await?;
+    assert!(note.starts_with("answers come from priority"), "{note}");
+
+    // Back: all pods ready, tier 0 alone again.
+    for pod in ["web-0", "web-1", "web-2"] {
+        set_pod_ready(&pod_api, pod, true).await?;
+    }
+    wait_status(&sets, "web", LIMIT, |s| s.priorities == [0]).await?;
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == pods).await?;
+    println!("tiers: 3 pods -> 1 pod + 2 standby -> 2 standby -> 3 pods, as readiness flipped");
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}
+
+/// The panic threshold: with 3 of 10 pods ready and `minHealthyPercent: 50`, health is
+/// ignored and answers come from all ten (so the three cannot take every client); once
+/// enough are ready again answers follow health. Status and Events say so.
+#[tokio::test]
+#[ignore = "cluster test: needs the test control plane (hack/test.sh runs it)"]
+async fn the_panic_threshold_answers_from_all_values_when_most_are_unhealthy() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-panic").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let ready = create_ready_pods(&pod_api, &spread_pods("web", 10, "web")).await?;
+    let all: BTreeSet<String> = pod_ips(&ready);
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "maxAnswers": 8, "minHealthyPercent": 50,
+               "podSelector": {"matchLabels": {"app": "web"}}}),
+    )
+    .await?;
+    let sets: Api<MultiValueRecordSet> = ns.api();
+    wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 10 && !s.panic).await?;
+    for i in 3..10 {
+        set_pod_ready(&pod_api, &format!("web-{i}"), false).await?;
+    }
+    let status = wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 3).await?;
+    assert!(status.panic, "3 of 10 is below 50%: {status:?}");
+    let ask = Ask::new(&name, RecordType::A);
+    // In panic every answer carries 8 of the 10, so within 50 answers all ten appear.
+    let mut seen = BTreeSet::new();
+    wait_answer(dns.address, &ask, LIMIT, |m| answer_data(m).len() == 8).await?;
+    for _ in 0..50 {
+        let answer = answer_data(&udp(dns.address, &ask).await?);
+        assert_eq!(answer.len(), 8, "{answer:?}");
+        seen.extend(answer);
+    }
+    assert_eq!(seen, all, "health ignored: every value answers");
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let note = wait_event(&events, "PanicEntered", LIMIT).await?;
+    assert!(note.starts_with("3 of 10 values healthy"), "{note}");
+
+    // Two more ready: 5 of 10 is not below 50%, so answers follow health again.
+    set_pod_ready(&pod_api, "web-3", true).await?;
+    set_pod_ready(&pod_api, "web-4", true).await?;
+    wait_status(&sets, "web", LIMIT, |s| s.healthy_count == 5 && !s.panic).await?;
+    let healthy: BTreeSet<String> = ready[..5].iter().filter_map(pod_ip).map(String::from).collect();
+    wait_answer(dns.address, &ask, LIMIT, |m| {
+        answer_data(m).into_iter().collect::<BTreeSet<_>>() == healthy
+    })
+    .await?;
+    wait_event(&events, "PanicEnded", LIMIT).await?;
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}

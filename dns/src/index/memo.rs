@@ -240,10 +240,7 @@ fn rebuild_statuses(
         names,
         serial,
         record_sets_served: shape.index.record_sets_served,
-        values_served: groups
-            .values()
-            .map(|g| g.rrset.healthy.len() + g.rrset.drained.len() + g.rrset.unhealthy.len())
-            .sum(),
+        values_served: groups.values().map(|g| g.rrset.value_count()).sum(),
         skipped: all_skips(&shape.spec_skips, &groups),
     });
     let built = Built {
@@ -304,7 +301,7 @@ fn build_whole(
             }
         };
         index.record_sets_served += sets.len();
-        index.values_served += group.rrset.healthy.len() + group.rrset.drained.len() + group.rrset.unhealthy.len();
+        index.values_served += group.rrset.value_count();
         add_glue_names(&mut index.names, &group.rrset);
         add_with_ancestors(&mut index.names, &owner, zones)
             .rrsets

@@ -2,6 +2,7 @@
 //! out and why. Built by [`super::memo`]; read by the query path.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use hickory_proto::rr::{Name, Record, RecordType as DnsType};
@@ -31,18 +32,43 @@ pub struct RrSet {
     pub when_all_unhealthy: WhenAllUnhealthy,
     /// `topology: PreferSameZone`: healthy values in the client's zone first.
     pub prefer_same_zone: bool,
-    /// Healthy values that are not drained: what answers come from.
+    /// What answers come from: the healthy values, not drained, of the failover tiers
+    /// answered now (in panic, every value not drained), sorted by tier.
     pub healthy: Vec<Entry>,
-    /// Healthy values that are drained: answered only when `healthy` is empty.
+    /// When more than one tier is answered: each tier's positions in `healthy`, best
+    /// first; answers take the better tiers whole and fill from the last. Empty in the
+    /// common case of one tier, which then costs nothing per query.
+    pub tiers: Vec<Range<usize>>,
+    /// Healthy values that are drained (or terminating pods), of their best tier:
+    /// answered only when `healthy` is empty.
     pub drained: Vec<Entry>,
-    /// Unhealthy values, drained or not: the fail-open pool (`ReturnUnhealthy`).
+    /// Unhealthy values, drained or not, of their best tier: the fail-open pool
+    /// (`ReturnUnhealthy`).
     pub unhealthy: Vec<Entry>,
+    /// Values not answered now: the healthy ones of worse tiers, and the fallbacks of
+    /// worse tiers. Kept for the names they give (SRV targets) and the counts.
+    pub standby: Vec<Entry>,
     /// Some value weighs other than 1: answers use weighted selection.
     pub weighted: bool,
     /// With `prefer_same_zone`: the positions in `healthy` of each zone's values.
     pub healthy_by_zone: HashMap<String, Vec<usize>>,
     /// Some value carries glue (SRV to pods): answers need an additional section.
     pub has_glue: bool,
+}
+
+impl RrSet {
+    /// Every value of the RRset, answered or not.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.healthy
+            .iter()
+            .chain(&self.drained)
+            .chain(&self.unhealthy)
+            .chain(&self.standby)
+    }
+
+    pub fn value_count(&self) -> usize {
+        self.healthy.len() + self.drained.len() + self.unhealthy.len() + self.standby.len()
+    }
 }
 
 /// A name in a zone. No RRsets means the name exists only because names below it do

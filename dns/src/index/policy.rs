@@ -10,10 +10,12 @@
 //!   non-terminals), and so do the synthesized targets of pod SRV records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name};
 use mvdns_api::ownership::{NameClaim, is_owner, name_owners};
+use mvdns_api::selection::{Facts, Rules, best_tier, plan};
 use mvdns_api::zones::Refusal;
 use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
 
@@ -90,7 +92,12 @@ pub(super) fn served_groups<'a>(record_sets: &[&'a MultiValueRecordSet], zones: 
 
 /// The RRset of one (name, type) group. Settings combine towards the safe side: the
 /// lowest TTL and `maxAnswers`, and fail-open (`ReturnUnhealthy`, Route 53's behaviour)
-/// if any set of the group asks for it; zone preference if any set asks for it.
+/// if any set of the group asks for it; zone preference if any set asks for it; the
+/// larger `minHealthy` and `minHealthyPercent` ([`Rules::combine`]).
+///
+/// The tier and panic rules ([`mvdns_api::selection`]) depend on health alone, so they
+/// are applied here, once per build, and not per query: `healthy` holds only the tiers
+/// answered now.
 pub(super) fn group_rrset(
     owner: &Name,
     record_type: RecordType,
@@ -108,9 +115,14 @@ pub(super) fn group_rrset(
         WhenAllUnhealthy::ReturnNone
     };
     let prefer_same_zone = sets.iter().any(|rs| rs.spec.topology == Topology::PreferSameZone);
-    // One record per key, the best class winning: healthy, then drained, then unhealthy
-    // (the same record from two sets is healthy if either says so).
-    let mut by_key: BTreeMap<String, (Class, Entry)> = BTreeMap::new();
+    let rules = sets
+        .iter()
+        .map(|rs| Rules::of(&rs.spec))
+        .reduce(Rules::combine)
+        .unwrap_or_default();
+    // One record per key, the best class winning, then the better tier (the same record
+    // from two sets is healthy if either says so).
+    let mut by_key: BTreeMap<String, (Class, u8, Entry)> = BTreeMap::new();
     for rs in sets {
         for value in rs.status.iter().flat_map(|s| &s.values) {
             let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
@@ -122,47 +134,38 @@ pub(super) fn group_rrset(
             };
             entry.zone = value.zone.clone();
             entry.weight = u32::from(value.effective_weight());
-            let class = match (value.healthy, value.drained) {
-                (true, false) => Class::Healthy,
-                (true, true) => Class::Drained,
-                (false, _) => Class::Unhealthy,
-            };
+            let facts = value.facts();
+            let rank = (Class::of(facts), facts.priority);
             let key = entry.record.data.to_string();
-            if by_key.get(&key).is_none_or(|(held, _)| class < *held) {
-                by_key.insert(key, (class, entry));
+            if by_key
+                .get(&key)
+                .is_none_or(|(class, priority, _)| rank < (*class, *priority))
+            {
+                by_key.insert(key, (rank.0, rank.1, entry));
             }
         }
     }
-    let (mut healthy, mut drained, mut unhealthy) = (Vec::new(), Vec::new(), Vec::new());
-    for (class, entry) in by_key.into_values() {
-        match class {
-            Class::Healthy => healthy.push(entry),
-            Class::Drained => drained.push(entry),
-            Class::Unhealthy => unhealthy.push(entry),
-        }
-    }
-    let weighted = healthy.iter().chain(&drained).chain(&unhealthy).any(|e| e.weight != 1);
+    let pools = Pools::sort(by_key.into_values(), rules);
+    let weighted = pools.all().any(|e| e.weight != 1);
     let mut healthy_by_zone: HashMap<String, Vec<usize>> = HashMap::new();
     if prefer_same_zone {
-        for (position, entry) in healthy.iter().enumerate() {
+        for (position, entry) in pools.answered.iter().enumerate() {
             if let Some(zone) = &entry.zone {
                 healthy_by_zone.entry(zone.clone()).or_default().push(position);
             }
         }
     }
-    let has_glue = healthy
-        .iter()
-        .chain(&drained)
-        .chain(&unhealthy)
-        .any(|e| e.glue.is_some());
+    let has_glue = pools.all().any(|e| e.glue.is_some());
     RrSet {
         record_type: dns_type(record_type),
         max_answers: usize::from(max_answers),
         when_all_unhealthy,
         prefer_same_zone,
-        healthy,
-        drained,
-        unhealthy,
+        healthy: pools.answered,
+        tiers: pools.tiers,
+        drained: pools.drained,
+        unhealthy: pools.unhealthy,
+        standby: pools.standby,
         weighted,
         healthy_by_zone,
         has_glue,
@@ -173,13 +176,110 @@ pub(super) fn group_rrset(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Class {
     Healthy,
+    /// Healthy, and drained or a terminating pod.
     Drained,
     Unhealthy,
+    UnhealthyDrained,
+}
+
+impl Class {
+    fn of(facts: Facts) -> Self {
+        match (facts.healthy, facts.drained) {
+            (true, false) => Self::Healthy,
+            (true, true) => Self::Drained,
+            (false, false) => Self::Unhealthy,
+            (false, true) => Self::UnhealthyDrained,
+        }
+    }
+
+    fn facts(self, priority: u8) -> Facts {
+        Facts {
+            priority,
+            healthy: matches!(self, Self::Healthy | Self::Drained),
+            drained: matches!(self, Self::Drained | Self::UnhealthyDrained),
+        }
+    }
+}
+
+/// A group's entries sorted by the tier and panic rules.
+struct Pools {
+    /// What answers come from: the tiers of the plan, best first.
+    answered: Vec<Entry>,
+    /// With more than one tier answered: each tier's positions in `answered`.
+    tiers: Vec<Range<usize>>,
+    /// The fallbacks, each from its best tier.
+    drained: Vec<Entry>,
+    unhealthy: Vec<Entry>,
+    /// The rest: healthy values of tiers not answered now, and the fallbacks of worse tiers.
+    standby: Vec<Entry>,
+}
+
+impl Pools {
+    fn sort(entries: impl IntoIterator<Item = (Class, u8, Entry)>, rules: Rules) -> Self {
+        let entries: Vec<(Class, u8, Entry)> = entries.into_iter().collect();
+        let plan = plan(entries.iter().map(|(class, p, _)| class.facts(*p)), rules);
+        let mut answered: Vec<(u8, Entry)> = Vec::new();
+        let (mut drained, mut unhealthy, mut standby) = (Vec::new(), Vec::new(), Vec::new());
+        for (class, priority, entry) in entries {
+            let facts = class.facts(priority);
+            if plan.answers_from(facts) {
+                answered.push((priority, entry));
+            } else if plan.counts_as_healthy(facts) {
+                standby.push(entry);
+            } else if class == Class::Drained {
+                drained.push((priority, entry));
+            } else {
+                unhealthy.push((priority, entry));
+            }
+        }
+        // Stable: within a tier the entries keep their (deterministic) key order.
+        answered.sort_by_key(|(priority, _)| *priority);
+        let tiers = if plan.priorities.len() > 1 {
+            tier_ranges(&answered)
+        } else {
+            Vec::new()
+        };
+        let mut best_only = |pool: Vec<(u8, Entry)>| {
+            let best = best_tier(pool.iter().map(|(p, _)| *p));
+            let (kept, rest): (Vec<_>, Vec<_>) = pool.into_iter().partition(|(p, _)| Some(*p) == best);
+            standby.extend(rest.into_iter().map(|(_, e)| e));
+            kept.into_iter().map(|(_, e)| e).collect::<Vec<Entry>>()
+        };
+        let drained = best_only(drained);
+        let unhealthy = best_only(unhealthy);
+        Self {
+            answered: answered.into_iter().map(|(_, e)| e).collect(),
+            tiers,
+            drained,
+            unhealthy,
+            standby,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.answered
+            .iter()
+            .chain(&self.drained)
+            .chain(&self.unhealthy)
+            .chain(&self.standby)
+    }
+}
+
+/// The positions of each tier in a list sorted by tier.
+fn tier_ranges<T>(sorted: &[(u8, T)]) -> Vec<Range<usize>> {
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    for (position, (priority, _)) in sorted.iter().enumerate() {
+        match ranges.last_mut() {
+            Some(last) if sorted[last.start].0 == *priority => last.end = position + 1,
+            _ => ranges.push(position..position + 1),
+        }
+    }
+    ranges
 }
 
 /// SRV targets synthesized for pods answer A/AAAA queries too.
 pub(super) fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) {
-    for entry in rrset.healthy.iter().chain(&rrset.drained).chain(&rrset.unhealthy) {
+    for entry in rrset.entries() {
         let Some(glue) = &entry.glue else { continue };
         let node = names.entry(name_key(&glue.name)).or_default();
         if node.rrset(glue.record_type()).is_none() {
@@ -195,8 +295,10 @@ pub(super) fn add_glue_names(names: &mut HashMap<NameKey, Node>, rrset: &RrSet) 
                     zone: None,
                     weight: 1,
                 }],
+                tiers: Vec::new(),
                 drained: Vec::new(),
                 unhealthy: Vec::new(),
+                standby: Vec::new(),
                 weighted: false,
                 healthy_by_zone: HashMap::new(),
                 has_glue: false,

@@ -4,6 +4,7 @@
 pub mod ownership;
 mod record_set;
 pub mod rules;
+pub mod selection;
 pub mod value;
 pub mod zones;
 

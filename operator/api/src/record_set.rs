@@ -35,6 +35,8 @@ use crate::rules;
     printcolumn = r#"{"name":"Healthy","type":"integer","jsonPath":".status.healthyCount"}"#,
     printcolumn = r#"{"name":"Total","type":"integer","jsonPath":".status.totalCount"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Tiers","type":"string","jsonPath":".status.priorities","priority":1,"description":"The failover tiers answered now, best first"}"#,
+    printcolumn = r#"{"name":"Panic","type":"boolean","jsonPath":".status.panic","priority":1,"description":"Health is ignored: fewer than minHealthyPercent of the values are healthy"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +88,30 @@ pub struct MultiValueRecordSetSpec {
     /// `PreferSameZone`: healthy values in the client's topology zone first, then others.
     #[serde(default)]
     pub topology: Topology,
+
+    /// The failover tier of this record set's values, 0-255 (default 0, the best); a
+    /// static value may set its own (`values[].priority`). Answers come from the best tier
+    /// with at least `minHealthy` healthy values; better tiers with fewer are answered
+    /// first and this one fills the rest (Route 53's failover, health-aware and per
+    /// query). Record sets of one namespace that share a name form its tiers, e.g. a
+    /// primary site's pods at 0 and a standby site's at 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+
+    /// Healthy values a tier needs to answer alone, 1-100000 (default 1). With fewer, the
+    /// next tier fills the answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min_healthy: Option<u32>,
+
+    /// The panic threshold, 0-100 (default 0: off). When fewer than this percentage of the
+    /// values is healthy (summed over the tiers, each tier's healthy share, at most 100;
+    /// drained values left out), health is ignored and answers come from all values, so a
+    /// broken health signal cannot pile every client onto the few values still marked
+    /// healthy (gdnsd's `up_thresh`, Envoy's panic mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub min_healthy_percent: Option<u8>,
 
     /// Pods whose readiness decides their value's health: a pod is healthy while its
     /// Ready condition is True, it is not terminating, and it has an IP of the record's
@@ -148,6 +174,10 @@ pub struct StaticValue {
     /// when no value that is not drained is healthy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+
+    /// This value's failover tier, 0-255 (default: `spec.priority`, else 0, the best).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 /// An active probe of one endpoint, Route 53 style.
@@ -300,6 +330,17 @@ pub struct MultiValueRecordSetStatus {
     /// Every value with its health, in a deterministic order: exactly what DNS serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<ValueStatus>,
+
+    /// The failover tiers (`priority`) answers come from now, best first; empty when no
+    /// value is healthy. Computed from this record set's values alone: when several record
+    /// sets share the name, the DNS server applies the same rules to all of them together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priorities: Vec<u8>,
+
+    /// Fewer than `minHealthyPercent` of the values are healthy: health is ignored, and
+    /// answers come from every value that is not drained.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub panic: bool,
 }
 
 /// One value as served.
@@ -329,12 +370,31 @@ pub struct ValueStatus {
     /// answered only when no value that is not drained is healthy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drained: bool,
+    /// The value's failover tier when it is not 0 (`spec.priority`, or
+    /// `spec.values[].priority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// A terminating pod that is still ready (its EndpointSlice endpoint is `serving`):
+    /// served like a drained value, only when nothing else is healthy, so that a rollout
+    /// never drops the answers to zero.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminating: bool,
 }
 
 impl ValueStatus {
     /// The weight answers use: 1 unless set.
     pub fn effective_weight(&self) -> u8 {
         self.weight.unwrap_or(1)
+    }
+
+    /// What the tier and panic rules see of this value (a terminating pod counts as
+    /// drained).
+    pub fn facts(&self) -> crate::selection::Facts {
+        crate::selection::Facts {
+            priority: self.priority.unwrap_or(crate::selection::DEFAULT_PRIORITY),
+            healthy: self.healthy,
+            drained: self.drained || self.terminating,
+        }
     }
 }
 
