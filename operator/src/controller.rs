@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
@@ -35,7 +36,9 @@ use crate::metrics::Metrics;
 use crate::pods::Pod;
 use crate::runner::Stores;
 use crate::status::{Conflict, StatusInput, desired_status, now_in_seconds};
-use crate::values::{ComputedValues, merge_values, values_from_pods, values_from_static, wanted_checks};
+use crate::values::{
+    ComputedValues, merge_values, values_from_pods, values_from_slices, values_from_static, wanted_checks,
+};
 use crate::writer::{Desired, StatusWriter};
 
 /// What every reconcile needs.
@@ -108,6 +111,19 @@ pub async fn run(
         .boxed()
     }));
 
+    // EndpointSlices, for `serviceRef`: one watch per scope, as for pods.
+    let slice_triggers = futures::stream::select_all(scopes.iter().map(|scope| {
+        let (index, scope) = (index.clone(), scope.clone());
+        watcher(
+            scoped_api::<EndpointSlice>(&client, &scope),
+            watcher::Config::default().any_semantic(),
+        )
+        .backoff(ReconnectBackoff::default())
+        .filter_map(|event| std::future::ready(watched(event)))
+        .flat_map(move |event| futures::stream::iter(write(&index).slice_event_in(&scope, event)))
+        .boxed()
+    }));
+
     // The runner reads record sets from reflector stores (one per watch); the index keeps
     // what it needs to find the record sets an event touches.
     let feed = Arc::new(RecordSetFeed {
@@ -136,7 +152,8 @@ pub async fn run(
     let record_set_triggers = futures::stream::select_all(rs_triggers);
 
     let requested = futures::stream::unfold(requested, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
-    let triggers = futures::stream::select(record_set_triggers, futures::stream::select(pod_triggers, requested));
+    let watch_triggers = futures::stream::select(pod_triggers, slice_triggers);
+    let triggers = futures::stream::select(record_set_triggers, futures::stream::select(watch_triggers, requested));
     let context = Arc::new(Context {
         index,
         checker,
@@ -236,15 +253,17 @@ const RETRY_AFTER_PANIC: Duration = Duration::from_secs(2);
 /// periodic requeue only guards against a missed one.
 const LOOK_AGAIN_IN: Duration = Duration::from_secs(300);
 
-/// Node zones are optional: after this long without a node list (no permission to list
-/// Nodes, say), values go without zones rather than never.
-const NODE_WAIT: Duration = Duration::from_secs(10);
+/// Node zones and EndpointSlices are optional: after this long without their list (no
+/// permission to list Nodes, or an older chart's roles without EndpointSlices), values go
+/// without zones, and `serviceRef` gives none, rather than nothing being written at all.
+const OPTIONAL_LIST_WAIT: Duration = Duration::from_secs(10);
 
 /// Whether the index holds its initial lists: before that, a record set would see too
 /// few pods, or miss an older claim on its name.
 fn index_ready(index: &Index, since_start: Duration) -> bool {
     let synced = index.synced;
-    synced.pods && synced.record_sets && (synced.nodes || since_start > NODE_WAIT)
+    let waited = since_start > OPTIONAL_LIST_WAIT;
+    synced.pods && synced.record_sets && (synced.nodes || waited) && (synced.slices || waited)
 }
 
 /// Reconciles one record set; returns when to look at it again.
@@ -321,7 +340,15 @@ fn compute_values(
             values_from_pods(spec, pods.iter().map(AsRef::as_ref), zone_of_node)
         }
     };
-    merge_values([from_pods, values_from_static(spec, checks)])
+    let from_service = match &spec.service_ref {
+        Some(service) => {
+            let slices = index.service_slices(namespace, &service.name);
+            let zone_of_node = |node: &str| index.node_zone(node).map(str::to_owned);
+            values_from_slices(spec, slices.iter().map(AsRef::as_ref), zone_of_node)
+        }
+        None => ComputedValues::default(),
+    };
+    merge_values([from_pods, from_service, values_from_static(spec, checks)])
 }
 
 /// The owner of this record set's name, when it is another namespace.

@@ -4,8 +4,8 @@
 //! watcher's events), and the answer is the set of record sets the event touches.
 //!
 //! The index holds pods by namespace and name, each record set with its selector parsed
-//! once per generation and the pods it selects now, the name claims by DNS name, and the
-//! zone of each node. So:
+//! once per generation and the pods it selects now, EndpointSlices by their Service, the
+//! name claims by DNS name, and the zone of each node. So:
 //! - a pod event touches the record sets that select the pod now or did before (a
 //!   readiness flip costs the number of those record sets; a new pod, or new labels, the
 //!   number of record sets in its namespace), never a scan of every record set;
@@ -15,10 +15,11 @@
 //! Pure and synchronous: tested with plain `#[test]`s; the controller holds it behind a
 //! lock, written by the watch streams and read by reconciles.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::{PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
@@ -27,6 +28,9 @@ use mvdns_api::ownership::NameClaim;
 use mvdns_api::{Guarded, MultiValueRecordSet, ZONE_LABEL};
 
 use crate::pods::Pod;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A record set, as a reconcile trigger and a key of the index.
 pub type RecordSetRef = ObjectRef<Guarded>;
@@ -40,6 +44,7 @@ pub struct Index {
     /// The topology zone of each node that has one.
     node_zones: HashMap<String, String>,
     pods_lists: Lists<Pod>,
+    slices_lists: Lists<EndpointSlice>,
     record_sets_lists: Lists<Guarded>,
     nodes_lists: Lists<PartialObjectMeta<Node>>,
     /// Which initial lists are complete.
@@ -57,6 +62,7 @@ fn in_scope(scope: &Scope, namespace: &str) -> bool {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Synced {
     pub pods: bool,
+    pub slices: bool,
     pub record_sets: bool,
     pub nodes: bool,
 }
@@ -109,6 +115,11 @@ struct Namespace {
     /// The record sets of this namespace that select each pod now.
     selected_by: HashMap<String, BTreeSet<String>>,
     record_sets: HashMap<String, IndexedRecordSet>,
+    /// EndpointSlices by the Service they belong to (label `kubernetes.io/service-name`),
+    /// then by name.
+    slices: HashMap<String, BTreeMap<String, Arc<EndpointSlice>>>,
+    /// The Service of each slice, to find it again when its label changes or it goes.
+    service_of_slice: HashMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -120,6 +131,8 @@ struct IndexedRecordSet {
     claim: Option<NameClaim>,
     /// Names of the pods the selector matches now.
     selected: BTreeSet<String>,
+    /// `spec.serviceRef.name`.
+    service: Option<String>,
 }
 
 /// A record set's pod selector, parsed.
@@ -183,6 +196,7 @@ impl Index {
         };
         Self {
             pods_lists: Lists::new(scopes.clone()),
+            slices_lists: Lists::new(scopes.clone()),
             record_sets_lists: Lists::new(scopes),
             ..Self::default()
         }
@@ -212,6 +226,103 @@ impl Index {
                 self.reset_pods(scope, pods)
             }
         }
+    }
+
+    /// Applies an event of the EndpointSlice watch of `scope`; returns the record sets
+    /// whose `serviceRef` names the slice's Service (before or after the event).
+    pub fn slice_event_in(&mut self, scope: &Scope, event: Event<EndpointSlice>) -> Vec<RecordSetRef> {
+        match event {
+            Event::Apply(slice) => self.apply_slice(slice),
+            Event::Delete(slice) => {
+                let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+                let services = self.remove_slice(&namespace, &slice.name_any());
+                self.referring_to(&namespace, services.iter())
+            }
+            Event::Init => {
+                self.slices_lists.begin(scope);
+                Vec::new()
+            }
+            Event::InitApply(slice) => {
+                self.slices_lists.push(scope, slice);
+                Vec::new()
+            }
+            Event::InitDone => {
+                let (slices, all_listed) = self.slices_lists.finish(scope);
+                self.synced.slices = all_listed;
+                self.reset_slices(scope, slices)
+            }
+        }
+    }
+
+    /// The EndpointSlices of a Service, by name.
+    pub fn service_slices(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        let ns = self.namespaces.get(namespace);
+        let slices = ns.and_then(|ns| ns.slices.get(service));
+        slices.map(|s| s.values().cloned().collect()).unwrap_or_default()
+    }
+
+    fn apply_slice(&mut self, slice: EndpointSlice) -> Vec<RecordSetRef> {
+        let (Some(namespace), Some(name)) = (slice.metadata.namespace.clone(), slice.metadata.name.clone()) else {
+            return Vec::new();
+        };
+        let mut services = self.remove_slice(&namespace, &name);
+        if let Some(service) = slice.labels().get(SERVICE_NAME_LABEL).cloned() {
+            let ns = self.namespaces.entry(namespace.clone()).or_default();
+            ns.service_of_slice.insert(name.clone(), service.clone());
+            ns.slices.entry(service.clone()).or_default().insert(name, Arc::new(slice));
+            services.push(service);
+        }
+        self.referring_to(&namespace, services.iter())
+    }
+
+    /// Forgets a slice; returns the Service it belonged to.
+    fn remove_slice(&mut self, namespace: &str, name: &str) -> Vec<String> {
+        let Some(ns) = self.namespaces.get_mut(namespace) else {
+            return Vec::new();
+        };
+        let Some(service) = ns.service_of_slice.remove(name) else {
+            return Vec::new();
+        };
+        if let Some(slices) = ns.slices.get_mut(&service) {
+            slices.remove(name);
+            if slices.is_empty() {
+                ns.slices.remove(&service);
+            }
+        }
+        vec![service]
+    }
+
+    /// A complete (re-)list of one watch's slices replaces what was held in its scope;
+    /// every record set there with a `serviceRef` is touched.
+    fn reset_slices(&mut self, scope: &Scope, slices: Vec<EndpointSlice>) -> Vec<RecordSetRef> {
+        let mut touched: HashSet<RecordSetRef> = HashSet::new();
+        for (namespace, ns) in self
+            .namespaces
+            .iter_mut()
+            .filter(|(namespace, _)| in_scope(scope, namespace))
+        {
+            ns.slices.clear();
+            ns.service_of_slice.clear();
+            let referring = ns.record_sets.iter().filter(|(_, rs)| rs.service.is_some());
+            touched.extend(referring.map(|(name, _)| ObjectRef::new(name).within(namespace)));
+        }
+        for slice in slices {
+            touched.extend(self.apply_slice(slice));
+        }
+        sorted(touched)
+    }
+
+    /// The record sets of a namespace whose `serviceRef` names one of `services`.
+    fn referring_to<'a>(&self, namespace: &str, services: impl Iterator<Item = &'a String>) -> Vec<RecordSetRef> {
+        let Some(ns) = self.namespaces.get(namespace) else {
+            return Vec::new();
+        };
+        let services: BTreeSet<&String> = services.collect();
+        let referring = ns
+            .record_sets
+            .iter()
+            .filter(|(_, rs)| rs.service.as_ref().is_some_and(|s| services.contains(s)));
+        sorted(referring.map(|(name, _)| ObjectRef::new(name).within(namespace)))
     }
 
     /// Applies an event of the watch of all record sets. The changed record set itself is
@@ -409,6 +520,7 @@ impl Index {
             .record_sets
             .get(&name)
             .is_some_and(|indexed| record_set.is_some() && indexed.generation == generation && indexed.uid == uid);
+        let service = record_set.and_then(|rs| rs.spec.service_ref.as_ref()).map(|s| s.name.clone());
         if let Some(indexed) = ns.record_sets.get_mut(&name).filter(|_| reuse) {
             indexed.claim = claim.clone();
         } else {
@@ -440,6 +552,7 @@ impl Index {
                     selector,
                     claim: claim.clone(),
                     selected,
+                    service,
                 },
             );
         }
@@ -600,6 +713,56 @@ mod tests {
             index.record_set_event(event);
         }
         index
+    }
+
+    fn slice(namespace: &str, name: &str, service: &str, ip: &str) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {SERVICE_NAME_LABEL: service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]}],
+        }))
+        .expect("valid slice")
+    }
+
+    #[test]
+    fn a_slice_event_touches_the_record_sets_of_its_service() {
+        let mut index = synced();
+        let by_service = |name: &str, service: &str| -> Guarded {
+            serde_json::from_value(json!({
+                "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
+                "metadata": {"name": name, "namespace": "a", "uid": format!("uid-{name}"), "generation": 1},
+                "spec": {"name": format!("{name}.example."), "type": "A", "serviceRef": {"name": service}},
+            }))
+            .expect("record set")
+        };
+        for rs in [by_service("web", "web"), by_service("api", "api")] {
+            index.record_set_event(Event::Apply(rs));
+        }
+        let touched = index.slice_event_in(&None, Event::Apply(slice("a", "web-1", "web", "10.0.0.1")));
+        assert_eq!(touched, refs(&[("a", "web")]));
+        index.slice_event_in(&None, Event::Apply(slice("a", "web-2", "web", "10.0.0.2")));
+        index.slice_event_in(&None, Event::Apply(slice("b", "web-3", "web", "10.0.0.3")));
+        let names = |index: &Index| -> Vec<String> {
+            index.service_slices("a", "web").iter().map(|s| s.name_any()).collect()
+        };
+        assert_eq!(names(&index), ["web-1", "web-2"], "the namespace's own slices only");
+        // A slice relabelled to another Service moves, and touches both.
+        let touched = index.slice_event_in(&None, Event::Apply(slice("a", "web-2", "api", "10.0.0.2")));
+        assert_eq!(touched, refs(&[("a", "api"), ("a", "web")]));
+        assert_eq!(names(&index), ["web-1"]);
+        let touched = index.slice_event_in(&None, Event::Delete(slice("a", "web-1", "web", "10.0.0.1")));
+        assert_eq!(touched, refs(&[("a", "web")]));
+        assert!(names(&index).is_empty());
+        // A re-list replaces everything and touches every record set with a serviceRef.
+        for event in [Event::Init, Event::InitApply(slice("a", "web-9", "web", "10.0.0.9")), Event::InitDone] {
+            let touched = index.slice_event_in(&None, event);
+            if !touched.is_empty() {
+                assert_eq!(touched, refs(&[("a", "api"), ("a", "web")]));
+            }
+        }
+        assert_eq!(names(&index), ["web-9"]);
+        assert!(index.service_slices("a", "api").is_empty());
+        assert!(index.synced.slices);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::pods::{DRAIN_ANNOTATION, Pod, WEIGHT_ANNOTATION};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mvdns_api::selection::DEFAULT_PRIORITY;
 use mvdns_api::value::{RecordData, parse_value};
@@ -135,6 +136,104 @@ pub fn values_from_pods<'a>(
         ));
     }
     computed
+}
+
+/// Values from the EndpointSlices of `spec.serviceRef`'s Service (`slices` already
+/// filtered to it). An endpoint is healthy while `ready` (unset counts as ready, as the
+/// API says); a terminating endpoint still `serving` is healthy but `terminating`, so it
+/// is answered only when nothing else is. A and AAAA read the slices of their address
+/// family; SRV reads both, with the port `serviceRef.port` names in each slice.
+pub fn values_from_slices<'a>(
+    spec: &MultiValueRecordSetSpec,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    zone_of_node: impl Fn(&str) -> Option<String>,
+) -> ComputedValues {
+    let mut computed = ComputedValues::default();
+    let Some(service) = &spec.service_ref else {
+        return computed;
+    };
+    let mut slices_without_port = Vec::new();
+    for slice in slices {
+        let family_fits = match spec.record_type {
+            RecordType::A => slice.address_type == "IPv4",
+            RecordType::AAAA => slice.address_type == "IPv6",
+            RecordType::SRV => slice.address_type != "FQDN",
+            _ => false,
+        };
+        if !family_fits {
+            continue;
+        }
+        let port = match (&service.port, spec.record_type) {
+            (Some(port), RecordType::SRV) => match slice_port(slice, port) {
+                Some(p) => Some(p),
+                None => {
+                    slices_without_port.push(slice.metadata.name.clone().unwrap_or_default());
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        for endpoint in slice.endpoints.iter().flatten() {
+            let conditions = endpoint.conditions.as_ref();
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            let healthy = ready || (terminating && serving);
+            let source = endpoint_source(slice, endpoint);
+            let zone = endpoint
+                .zone
+                .clone()
+                .or_else(|| endpoint.node_name.as_deref().and_then(&zone_of_node));
+            for address in &endpoint.addresses {
+                let Ok(ip) = address.parse::<IpAddr>() else { continue };
+                computed.values.push(ValueStatus {
+                    value: ip.to_string(),
+                    healthy,
+                    source: source.clone(),
+                    port,
+                    zone: zone.clone(),
+                    priority: spec.priority.filter(|p| *p != DEFAULT_PRIORITY),
+                    terminating: healthy && !ready,
+                    ..ValueStatus::default()
+                });
+            }
+        }
+    }
+    if !slices_without_port.is_empty() {
+        computed.problems.push(format!(
+            "EndpointSlices {} of service {} have no port {} (spec.serviceRef.port); their endpoints are not served",
+            slices_without_port.join(", "),
+            service.name,
+            port_text(service.port.as_ref())
+        ));
+    }
+    computed
+}
+
+/// The port of a slice that `port` names: a Service port name, or a number.
+fn slice_port(slice: &EndpointSlice, port: &IntOrString) -> Option<u16> {
+    let ports = slice.ports.as_deref().unwrap_or_default();
+    let found = match port {
+        IntOrString::Int(number) => ports.iter().find(|p| p.port == Some(*number)),
+        IntOrString::String(name) => ports.iter().find(|p| p.name.as_deref() == Some(name.as_str())),
+    };
+    found.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0)
+}
+
+/// An endpoint's `source`: its pod (`pod/<name>`) when it has one, else its slice.
+fn endpoint_source(slice: &EndpointSlice, endpoint: &Endpoint) -> String {
+    match &endpoint.target_ref {
+        Some(target) if target.kind.as_deref() == Some("Pod") => pod_source(target.name.as_deref().unwrap_or_default()),
+        _ => format!("endpointslice/{}", slice.metadata.name.as_deref().unwrap_or_default()),
+    }
+}
+
+fn port_text(port: Option<&IntOrString>) -> String {
+    match port {
+        Some(IntOrString::String(name)) => format!("named {name:?}"),
+        Some(IntOrString::Int(n)) => n.to_string(),
+        None => String::new(),
+    }
 }
 
 /// A pod's weight from its `mvdns.io/weight` annotation (`None`: the default, 1), and the
@@ -389,6 +488,49 @@ mod tests {
         assert!(pod_is_terminating(&terminating));
         let computed = values_from_pods(&spec("A", json!({"podSelector": {}})), [&terminating], |_| None);
         assert!(computed.values[0].terminating && computed.values[0].facts().drained);
+    }
+
+    #[test]
+    fn a_services_endpoints_are_values_by_their_conditions() {
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "ns", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": true}, "zone": "a",
+                 "targetRef": {"kind": "Pod", "name": "web-0"}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "serving": false}, "nodeName": "n1"},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+                {"addresses": ["10.0.0.4"]},
+            ],
+        }))
+        .expect("valid slice");
+        let a = spec("A", json!({"serviceRef": {"name": "web"}}));
+        let computed = values_from_slices(&a, [&slice], |node| (node == "n1").then(|| "b".to_owned()));
+        let got: Vec<(&str, bool, bool, Option<&str>, &str)> = computed
+            .values
+            .iter()
+            .map(|v| (v.value.as_str(), v.healthy, v.terminating, v.zone.as_deref(), v.source.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1", true, false, Some("a"), "pod/web-0"),
+                ("10.0.0.2", false, false, Some("b"), "endpointslice/web-abc"),
+                ("10.0.0.3", true, true, None, "endpointslice/web-abc"),
+                ("10.0.0.4", true, false, None, "endpointslice/web-abc"),
+            ],
+            "unset conditions are ready; a serving terminating endpoint is a last resort"
+        );
+        assert!(values_from_slices(&spec("AAAA", json!({"serviceRef": {"name": "web"}})), [&slice], |_| None)
+            .values
+            .is_empty());
+        let srv = spec("SRV", json!({"serviceRef": {"name": "web", "port": "http"}}));
+        assert_eq!(values_from_slices(&srv, [&slice], |_| None).values[0].port, Some(8080));
+        let missing = spec("SRV", json!({"serviceRef": {"name": "web", "port": "grpc"}}));
+        let computed = values_from_slices(&missing, [&slice], |_| None);
+        assert!(computed.values.is_empty());
+        assert!(computed.problems[0].contains("no port named \"grpc\""), "{:?}", computed.problems);
     }
 
     #[test]

@@ -48,6 +48,12 @@ async fn valid_record_set_is_accepted_with_defaults() -> Result<()> {
         ],
     });
     raw.create(&PostParams::default(), &record_set("web", full)?).await?;
+    let tiered = json!({
+        "name": "api.shop.example.internal.", "type": "SRV", "priority": 1, "minHealthy": 3, "minHealthyPercent": 40,
+        "serviceRef": {"name": "api", "port": "grpc-web"},
+        "values": [{"value": "0 1 443 backup.example.com.", "priority": 2, "weight": 5, "drain": true}],
+    });
+    raw.create(&PostParams::default(), &record_set("api", tiered)?).await?;
     let minimal =
         json!({"name": "mail.shop.example.internal", "type": "MX", "values": [{"value": "10 mx1.example.com."}]});
     raw.create(&PostParams::default(), &record_set("mail", minimal)?)
@@ -72,6 +78,14 @@ async fn valid_record_set_is_accepted_with_defaults() -> Result<()> {
         (tcp.interval_seconds, tcp.failure_threshold, tcp.verify_certificate),
         (30, 3, false)
     );
+
+    let api = typed.get("api").await?.spec;
+    assert_eq!(
+        (api.priority, api.min_healthy, api.min_healthy_percent),
+        (Some(1), Some(3), Some(40))
+    );
+    assert_eq!(api.service_ref.as_ref().map(|s| s.name.as_str()), Some("api"));
+    assert_eq!((api.values[0].priority, api.values[0].weight), (Some(2), Some(5)));
 
     let mail = typed.get("mail").await?.spec;
     assert_eq!((mail.ttl, mail.max_answers), (30, 8));
@@ -122,6 +136,48 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             json!({"name": name, "type": "A", "maxAnswers": 9, "podSelector": pods}),
             "spec.maxAnswers",
             "less than or equal to 8",
+        ),
+        (
+            "no value source at all",
+            json!({"name": name, "type": "A", "priority": 1}),
+            "spec",
+            "serviceRef",
+        ),
+        (
+            "serviceRef for MX",
+            json!({"name": name, "type": "MX", "serviceRef": {"name": "web"}}),
+            "spec.serviceRef",
+            "only for types A, AAAA and SRV",
+        ),
+        (
+            "SRV from a Service without port",
+            json!({"name": name, "type": "SRV", "serviceRef": {"name": "web"}}),
+            "spec.serviceRef.port",
+            "serviceRef.port is required for SRV",
+        ),
+        (
+            "serviceRef.port for A",
+            json!({"name": name, "type": "A", "serviceRef": {"name": "web", "port": 80}}),
+            "spec.serviceRef.port",
+            "only for type SRV",
+        ),
+        (
+            "priority above 255",
+            json!({"name": name, "type": "A", "priority": 256, "podSelector": pods}),
+            "spec.priority",
+            "less than or equal to 255",
+        ),
+        (
+            "minHealthy 0",
+            json!({"name": name, "type": "A", "minHealthy": 0, "podSelector": pods}),
+            "spec.minHealthy",
+            "greater than or equal to 1",
+        ),
+        (
+            "minHealthyPercent above 100",
+            json!({"name": name, "type": "A", "minHealthyPercent": 101, "podSelector": pods}),
+            "spec.minHealthyPercent",
+            "less than or equal to 100",
         ),
         (
             "SRV from pods without port",
@@ -283,5 +339,21 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     );
     let explain = env.kubectl(&["explain", "mvrs.spec.maxAnswers"]).await?;
     assert!(explain.contains("Most values in one answer, 1 to 8"), "{explain}");
+    for (field, phrase) in [
+        ("mvrs.spec.priority", "The failover tier"),
+        ("mvrs.spec.minHealthyPercent", "The panic threshold"),
+        ("mvrs.spec.serviceRef", "A Service whose endpoints become values"),
+        ("mvrs.status.priorities", "The failover tiers"),
+    ] {
+        let explain = env.kubectl(&["explain", field]).await?;
+        assert!(explain.contains(phrase), "{field}: {explain}");
+    }
+    let wide = env.kubectl(&["get", "mvrs", "-n", &ns.name, "-o", "wide"]).await?;
+    let header: Vec<&str> = wide.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "TIERS", "PANIC", "AGE"],
+        "{wide}"
+    );
     Ok(())
 }

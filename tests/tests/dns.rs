@@ -834,3 +834,82 @@ async fn the_panic_threshold_answers_from_all_values_when_most_are_unhealthy() -
     operator.stop().await;
     Ok(())
 }
+
+/// `serviceRef`: a headless Service's endpoints (EndpointSlices written by the real
+/// EndpointSlice controller) are served and follow its pods' readiness; a slice written by
+/// hand for another Service is served the same way, and follows its edits.
+#[tokio::test]
+#[ignore = "cluster test: needs the test control plane (hack/test.sh runs it)"]
+async fn a_services_endpoints_are_served_and_follow_its_endpoint_slices() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let Fixture { env, ns } = fixture("dns-service").await?;
+    let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
+    let dns = RunningDns::start(&env, &ns.name, &["example.internal."]).await?;
+    dns.wait_synced().await?;
+    let pod_api: Api<Pod> = ns.api();
+    let ready = create_ready_pods(&pod_api, &spread_pods("svc", 3, "svc")).await?;
+    let services: Api<k8s_openapi::api::core::v1::Service> = ns.api();
+    let service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"clusterIP": "None", "selector": {"app": "svc"}, "ports": [{"name": "http", "port": 80}]},
+    }))?;
+    services.create(&Default::default(), &service).await?;
+    let name = format!("web.{}.example.internal.", ns.name);
+    apply_record_set(
+        &env,
+        &ns.name,
+        "web",
+        json!({"name": name, "type": "A", "serviceRef": {"name": "web"}}),
+    )
+    .await?;
+    let ask = Ask::new(&name, RecordType::A);
+    let as_set = |m: &hickory_proto::op::Message| answer_data(m).into_iter().collect::<BTreeSet<_>>();
+    let all = pod_ips(&ready);
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == all).await?;
+    let sets: Api<MultiValueRecordSet> = ns.api();
+    let status = sets.get("web").await?.status.unwrap_or_default();
+    assert!(
+        status.values.iter().all(|v| v.source.starts_with("pod/svc-")),
+        "{status:?}"
+    );
+    // The EndpointSlice controller marks the unready pod's endpoint not ready.
+    set_pod_ready(&pod_api, "svc-2", false).await?;
+    let two: BTreeSet<String> = ready[..2].iter().filter_map(pod_ip).map(String::from).collect();
+    wait_answer(dns.address, &ask, LIMIT, |m| as_set(m) == two).await?;
+
+    // A slice managed by hand, for a Service without a selector. (Endpoints may not be
+    // loopback addresses, so these come from the test pod range, 10.244.0.0/16, above
+    // the blocks of the KWOK nodes; they are answer data only and never contacted.)
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = ns.api();
+    let manual = |ready_second: bool| {
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "manual-1", "labels": {"kubernetes.io/service-name": "manual"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.250.1"], "conditions": {"ready": true}},
+                          {"addresses": ["10.244.250.2"], "conditions": {"ready": ready_second}}],
+        })
+    };
+    let apply = PatchParams::apply("mvdns-tests").force();
+    slices
+        .patch("manual-1", &apply, &Patch::Apply(manual(false)))
+        .await?;
+    let manual_name = format!("manual.{}.example.internal.", ns.name);
+    apply_record_set(
+        &env,
+        &ns.name,
+        "manual",
+        json!({"name": manual_name, "type": "A", "serviceRef": {"name": "manual"}}),
+    )
+    .await?;
+    let manual_ask = Ask::new(&manual_name, RecordType::A);
+    wait_answer(dns.address, &manual_ask, LIMIT, |m| answer_data(m) == ["10.244.250.1"]).await?;
+    slices.patch("manual-1", &apply, &Patch::Apply(manual(true))).await?;
+    let both: BTreeSet<String> = ["10.244.250.1", "10.244.250.2"].map(String::from).into();
+    wait_answer(dns.address, &manual_ask, LIMIT, |m| as_set(m) == both).await?;
+    slices.delete("manual-1", &Default::default()).await?;
+    wait_status(&sets, "manual", LIMIT, |s| s.total_count == 0).await?;
+    dns.stop().await;
+    operator.stop().await;
+    Ok(())
+}

@@ -12,7 +12,7 @@ use kube::CustomResourceExt;
 
 pub use record_set::{
     CheckResult, CheckStatus, HealthCheck, HealthCheckType, MultiValueRecordSet, MultiValueRecordSetSpec,
-    MultiValueRecordSetStatus, RecordType, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
+    MultiValueRecordSetStatus, RecordType, ServiceRef, StaticValue, Topology, ValueStatus, WhenAllUnhealthy,
 };
 
 /// Record sets as the operator and the DNS server read them: one malformed object (written

@@ -44,6 +44,9 @@ use crate::rules;
     validation = rules::value_source_given(),
     validation = rules::pod_selector_only_for_address_types(),
     validation = rules::srv_pods_need_port(),
+    validation = rules::service_ref_only_for_address_types(),
+    validation = rules::srv_service_needs_port(),
+    validation = rules::service_port_only_for_srv(),
     validation = rules::port_only_for_srv(),
     validation = rules::values_are_ipv4_for_a(),
     validation = rules::values_are_ipv6_for_aaaa(),
@@ -119,6 +122,15 @@ pub struct MultiValueRecordSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
 
+    /// A Service whose endpoints become values, read from its EndpointSlices (label
+    /// `kubernetes.io/service-name`) in this namespace: endpoints that are `ready` are
+    /// healthy (the EndpointSlice controller marks every endpoint ready when the Service
+    /// sets `publishNotReadyAddresses`); a terminating endpoint that is still `serving` is
+    /// answered only when nothing else is healthy. Slices managed by hand work the same.
+    /// Only for types A, AAAA (by the slice's address type) and SRV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_ref: Option<ServiceRef>,
+
     /// SRV records backed by pods only: the container port, by name (e.g. `http`, looked
     /// up in each pod's container ports) or by number (1-65535).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +148,21 @@ pub struct MultiValueRecordSetSpec {
         validation = rules::values_unique(),
     )]
     pub values: Vec<StaticValue>,
+}
+
+/// A Service in the record set's namespace, as a source of values.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    /// The Service's name.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// SRV only: the port of each endpoint, by the Service port's name (as in the
+    /// EndpointSlice's `ports[].name`) or by number (1-65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::service_port_is_name_or_number())]
+    pub port: Option<IntOrString>,
 }
 
 /// One static endpoint.

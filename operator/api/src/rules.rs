@@ -44,9 +44,43 @@ fn values_rule(types: &[&str], item_ok: &str, allowed: &str) -> Rule {
 }
 
 pub fn value_source_given() -> Rule {
-    Rule::new("has(self.podSelector) || (has(self.values) && size(self.values) > 0)")
-        .message("spec needs podSelector (ready pods become values) or values (static endpoints), or both")
+    Rule::new("has(self.podSelector) || has(self.serviceRef) || (has(self.values) && size(self.values) > 0)")
+        .message(
+            "spec needs podSelector (ready pods become values), serviceRef (a Service's endpoints) \
+             or values (static endpoints), or several of them",
+        )
         .reason(Reason::FieldValueRequired)
+}
+
+pub fn service_ref_only_for_address_types() -> Rule {
+    spec_rule(
+        "!has(self.serviceRef) || self.type in ['A', 'AAAA', 'SRV']".into(),
+        ".serviceRef",
+        Message::Expression(
+            "'serviceRef is allowed only for types A, AAAA and SRV (an endpoint gives an address), not ' \
+             + self.type"
+                .into(),
+        ),
+        Reason::FieldValueForbidden,
+    )
+}
+
+pub fn srv_service_needs_port() -> Rule {
+    spec_rule(
+        "self.type != 'SRV' || !has(self.serviceRef) || has(self.serviceRef.port)".into(),
+        ".serviceRef.port",
+        "serviceRef.port is required for SRV records: the Service port's name (e.g. http) or the endpoints' port number 1-65535".into(),
+        Reason::FieldValueRequired,
+    )
+}
+
+pub fn service_port_only_for_srv() -> Rule {
+    spec_rule(
+        "!has(self.serviceRef) || !has(self.serviceRef.port) || self.type == 'SRV'".into(),
+        ".serviceRef.port",
+        "serviceRef.port is allowed only for type SRV (A and AAAA records carry no port)".into(),
+        Reason::FieldValueForbidden,
+    )
 }
 
 pub fn pod_selector_only_for_address_types() -> Rule {
@@ -166,6 +200,15 @@ pub fn port_is_name_or_number() -> Rule {
         "port must be a number 1-65535 or a container port name \
          (1-15 lowercase letters, digits or '-', with at least one letter)",
     )
+    .reason(Reason::FieldValueInvalid)
+}
+
+pub fn service_port_is_name_or_number() -> Rule {
+    Rule::new(
+        "type(self) == int ? (self >= 1 && self <= 65535) : \
+         self.matches('^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')",
+    )
+    .message("serviceRef.port must be a number 1-65535 or a Service port name (a DNS label: 1-63 lowercase letters, digits or '-')")
     .reason(Reason::FieldValueInvalid)
 }
 
