@@ -304,7 +304,7 @@ can_i no "$dns" create leases.coordination.k8s.io -n "$RB"
 log "   $dns: get/list/watch record sets cluster-wide; no writes, no status, no secrets, no pods, no events, no leases"
 
 # Operator: reads record sets, writes only their status (server-side apply = patch), reads
-# pods, writes Events, and its Lease in its own namespace only.
+# pods and EndpointSlices, writes Events, and its Lease in its own namespace only.
 op="$RB-operator"
 for verb in get list watch; do can_i yes "$op" "$verb" "$MVRS" -A; done
 can_i yes "$op" patch "$MVRS" --subresource=status -A
@@ -317,6 +317,9 @@ can_i yes "$op" list pods -n "$RB_OTHER"
 for verb in create update patch delete deletecollection; do can_i no "$op" "$verb" pods -A; done
 can_i no "$op" update pods --subresource=status -A
 can_i no "$op" create pods --subresource=eviction -A
+for verb in list watch; do can_i yes "$op" "$verb" endpointslices.discovery.k8s.io -A; done
+for verb in get create update patch delete; do can_i no "$op" "$verb" endpointslices.discovery.k8s.io -A; done
+can_i no "$dns" list endpointslices.discovery.k8s.io -A
 can_i yes "$op" create events.events.k8s.io -n "$RB_OTHER"
 can_i yes "$op" patch events.events.k8s.io -n "$RB_OTHER"
 can_i no "$op" delete events.events.k8s.io -n "$RB_OTHER"
@@ -327,7 +330,7 @@ for verb in get create update; do can_i yes "$op" "$verb" leases.coordination.k8
 can_i no "$op" delete leases.coordination.k8s.io -n "$RB"
 for verb in get create update; do can_i no "$op" "$verb" leases.coordination.k8s.io -n "$RB_OTHER"; done
 can_i no "$op" create leases.coordination.k8s.io -A
-log "   $op: read record sets, patch their status, list/watch pods, create/patch events.k8s.io Events;"
+log "   $op: read record sets, patch their status, list/watch pods and EndpointSlices, create/patch events.k8s.io Events;"
 log "   get/create/update Leases in $RB only; no spec writes, no pod writes, no secrets, no other Leases"
 
 # Both read Nodes (topology zones: labels, addresses, pod CIDRs), list/watch only.
@@ -351,6 +354,8 @@ can_i yes "$sop" create events.events.k8s.io -n "$RB_APPS"
 can_i no "$sop" patch "$MVRS" --subresource=status -n "$RB_OTHER"
 can_i no "$sop" list pods -n "$RB_OTHER"
 can_i no "$sop" list pods -A
+can_i yes "$sop" watch endpointslices.discovery.k8s.io -n "$RB_APPS"
+can_i no "$sop" list endpointslices.discovery.k8s.io -n "$RB_OTHER"
 can_i no "$sop" list "$MVRS" -A
 can_i no "$sop" get secrets -n "$RB_APPS"
 can_i yes "$sop" update leases.coordination.k8s.io -n "$RB"

@@ -99,30 +99,9 @@ pub async fn run(
     .backoff(ReconnectBackoff::default());
     tokio::spawn(feed_nodes(node_events, index.clone(), stop.clone()));
 
-    let pod_triggers = futures::stream::select_all(scopes.iter().map(|scope| {
-        let (index, scope) = (index.clone(), scope.clone());
-        watcher(
-            scoped_api::<Pod>(&client, &scope),
-            watcher::Config::default().any_semantic(),
-        )
-        .backoff(ReconnectBackoff::default())
-        .filter_map(|event| std::future::ready(watched(event)))
-        .flat_map(move |event| futures::stream::iter(write(&index).pod_event_in(&scope, event)))
-        .boxed()
-    }));
-
-    // EndpointSlices, for `serviceRef`: one watch per scope, as for pods.
-    let slice_triggers = futures::stream::select_all(scopes.iter().map(|scope| {
-        let (index, scope) = (index.clone(), scope.clone());
-        watcher(
-            scoped_api::<EndpointSlice>(&client, &scope),
-            watcher::Config::default().any_semantic(),
-        )
-        .backoff(ReconnectBackoff::default())
-        .filter_map(|event| std::future::ready(watched(event)))
-        .flat_map(move |event| futures::stream::iter(write(&index).slice_event_in(&scope, event)))
-        .boxed()
-    }));
+    let pod_triggers = index_triggers::<Pod>(&client, &scopes, &index, Index::pod_event_in);
+    // EndpointSlices, for `serviceRef`.
+    let slice_triggers = index_triggers::<EndpointSlice>(&client, &scopes, &index, Index::slice_event_in);
 
     // The runner reads record sets from reflector stores (one per watch); the index keeps
     // what it needs to find the record sets an event touches.
@@ -167,6 +146,35 @@ pub async fn run(
         async move { reconcile(&guarded, &context) }
     };
     crate::runner::run(triggers, Stores(rs_stores), reconcile_one, RETRY_AFTER_PANIC, stop).await;
+}
+
+/// One watch of `K` per scope, each event applied to the index by `apply`: the record
+/// sets the events touch.
+fn index_triggers<K>(
+    client: &Client,
+    scopes: &[Scope],
+    index: &Arc<RwLock<Index>>,
+    apply: fn(&mut Index, &Scope, watcher::Event<K>) -> Vec<RecordSetRef>,
+) -> futures::stream::SelectAll<futures::stream::BoxStream<'static, RecordSetRef>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    futures::stream::select_all(scopes.iter().map(|scope| {
+        let (index, scope) = (index.clone(), scope.clone());
+        watcher(
+            scoped_api::<K>(client, &scope),
+            watcher::Config::default().any_semantic(),
+        )
+        .backoff(ReconnectBackoff::default())
+        .filter_map(|event| std::future::ready(watched(event)))
+        .flat_map(move |event| futures::stream::iter(apply(&mut write(&index), &scope, event)))
+        .boxed()
+    }))
 }
 
 /// The API of one watch: all namespaces, or one.

@@ -269,7 +269,10 @@ impl Index {
         if let Some(service) = slice.labels().get(SERVICE_NAME_LABEL).cloned() {
             let ns = self.namespaces.entry(namespace.clone()).or_default();
             ns.service_of_slice.insert(name.clone(), service.clone());
-            ns.slices.entry(service.clone()).or_default().insert(name, Arc::new(slice));
+            ns.slices
+                .entry(service.clone())
+                .or_default()
+                .insert(name, Arc::new(slice));
             services.push(service);
         }
         self.referring_to(&namespace, services.iter())
@@ -520,7 +523,9 @@ impl Index {
             .record_sets
             .get(&name)
             .is_some_and(|indexed| record_set.is_some() && indexed.generation == generation && indexed.uid == uid);
-        let service = record_set.and_then(|rs| rs.spec.service_ref.as_ref()).map(|s| s.name.clone());
+        let service = record_set
+            .and_then(|rs| rs.spec.service_ref.as_ref())
+            .map(|s| s.name.clone());
         if let Some(indexed) = ns.record_sets.get_mut(&name).filter(|_| reuse) {
             indexed.claim = claim.clone();
         } else {
@@ -742,9 +747,8 @@ mod tests {
         assert_eq!(touched, refs(&[("a", "web")]));
         index.slice_event_in(&None, Event::Apply(slice("a", "web-2", "web", "10.0.0.2")));
         index.slice_event_in(&None, Event::Apply(slice("b", "web-3", "web", "10.0.0.3")));
-        let names = |index: &Index| -> Vec<String> {
-            index.service_slices("a", "web").iter().map(|s| s.name_any()).collect()
-        };
+        let names =
+            |index: &Index| -> Vec<String> { index.service_slices("a", "web").iter().map(|s| s.name_any()).collect() };
         assert_eq!(names(&index), ["web-1", "web-2"], "the namespace's own slices only");
         // A slice relabelled to another Service moves, and touches both.
         let touched = index.slice_event_in(&None, Event::Apply(slice("a", "web-2", "api", "10.0.0.2")));
@@ -754,7 +758,11 @@ mod tests {
         assert_eq!(touched, refs(&[("a", "web")]));
         assert!(names(&index).is_empty());
         // A re-list replaces everything and touches every record set with a serviceRef.
-        for event in [Event::Init, Event::InitApply(slice("a", "web-9", "web", "10.0.0.9")), Event::InitDone] {
+        for event in [
+            Event::Init,
+            Event::InitApply(slice("a", "web-9", "web", "10.0.0.9")),
+            Event::InitDone,
+        ] {
             let touched = index.slice_event_in(&None, event);
             if !touched.is_empty() {
                 assert_eq!(touched, refs(&[("a", "api"), ("a", "web")]));

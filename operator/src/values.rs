@@ -217,7 +217,10 @@ fn slice_port(slice: &EndpointSlice, port: &IntOrString) -> Option<u16> {
         IntOrString::Int(number) => ports.iter().find(|p| p.port == Some(*number)),
         IntOrString::String(name) => ports.iter().find(|p| p.name.as_deref() == Some(name.as_str())),
     };
-    found.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0)
+    found
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
 }
 
 /// An endpoint's `source`: its pod (`pod/<name>`) when it has one, else its slice.
@@ -510,7 +513,15 @@ mod tests {
         let got: Vec<(&str, bool, bool, Option<&str>, &str)> = computed
             .values
             .iter()
-            .map(|v| (v.value.as_str(), v.healthy, v.terminating, v.zone.as_deref(), v.source.as_str()))
+            .map(|v| {
+                (
+                    v.value.as_str(),
+                    v.healthy,
+                    v.terminating,
+                    v.zone.as_deref(),
+                    v.source.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -522,15 +533,23 @@ mod tests {
             ],
             "unset conditions are ready; a serving terminating endpoint is a last resort"
         );
-        assert!(values_from_slices(&spec("AAAA", json!({"serviceRef": {"name": "web"}})), [&slice], |_| None)
+        assert!(
+            values_from_slices(&spec("AAAA", json!({"serviceRef": {"name": "web"}})), [&slice], |_| {
+                None
+            })
             .values
-            .is_empty());
+            .is_empty()
+        );
         let srv = spec("SRV", json!({"serviceRef": {"name": "web", "port": "http"}}));
         assert_eq!(values_from_slices(&srv, [&slice], |_| None).values[0].port, Some(8080));
         let missing = spec("SRV", json!({"serviceRef": {"name": "web", "port": "grpc"}}));
         let computed = values_from_slices(&missing, [&slice], |_| None);
         assert!(computed.values.is_empty());
-        assert!(computed.problems[0].contains("no port named \"grpc\""), "{:?}", computed.problems);
+        assert!(
+            computed.problems[0].contains("no port named \"grpc\""),
+            "{:?}",
+            computed.problems
+        );
     }
 
     #[test]

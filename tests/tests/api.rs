@@ -352,7 +352,9 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     let header: Vec<&str> = wide.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "TIERS", "PANIC", "AGE"],
+        [
+            "NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "TIERS", "PANIC", "AGE"
+        ],
         "{wide}"
     );
     Ok(())

@@ -891,9 +891,7 @@ async fn a_services_endpoints_are_served_and_follow_its_endpoint_slices() -> Res
         })
     };
     let apply = PatchParams::apply("mvdns-tests").force();
-    slices
-        .patch("manual-1", &apply, &Patch::Apply(manual(false)))
-        .await?;
+    slices.patch("manual-1", &apply, &Patch::Apply(manual(false))).await?;
     let manual_name = format!("manual.{}.example.internal.", ns.name);
     apply_record_set(
         &env,
