@@ -116,9 +116,10 @@ pub struct MultiValueRecordSetSpec {
     #[schemars(range(max = 100))]
     pub min_healthy_percent: Option<u8>,
 
-    /// Pods whose readiness decides their value's health: a pod is healthy while its
-    /// Ready condition is True, it is not terminating, and it has an IP of the record's
-    /// family (IPv4 for A, IPv6 for AAAA). Only for types A, AAAA and SRV.
+    /// Pods whose readiness decides their value's health: a pod with an IP of the
+    /// record's family (IPv4 for A, IPv6 for AAAA) is healthy while its Ready condition is
+    /// True. A terminating pod that is still ready is answered only when nothing else is
+    /// healthy. Only for types A, AAAA and SRV.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
 
