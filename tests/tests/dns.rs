@@ -817,8 +817,13 @@ async fn the_panic_threshold_answers_from_all_values_when_most_are_unhealthy() -
     }
     assert_eq!(seen, all, "health ignored: every value answers");
     let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    // The pods turn unready one by one, so the status that entered panic may have seen
+    // 4 of 10 (below 50% too) before the last flip arrived.
     let note = wait_event(&events, "PanicEntered", LIMIT).await?;
-    assert!(note.starts_with("3 of 10 values healthy"), "{note}");
+    assert!(
+        note.contains(" of 10 values healthy, below minHealthyPercent"),
+        "{note}"
+    );
 
     // Two more ready: 5 of 10 is not below 50%, so answers follow health again.
     set_pod_ready(&pod_api, "web-3", true).await?;
