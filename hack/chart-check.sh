@@ -131,8 +131,10 @@ reject "an unknown log format" '/logFormat' 'logFormat: xml'
 reject "an unknown RBAC scope" '/rbac/scope' 'rbac: {scope: namespace}'
 
 log "5. the chart's CRD is the generated one"
-cmp -s "$ROOT/crds/mvdns.io_multivaluerecordsets.yaml" "$CHART/crds/mvdns.io_multivaluerecordsets.yaml" \
-  || die "charts/mvdns/crds/ is stale: cp crds/mvdns.io_multivaluerecordsets.yaml charts/mvdns/crds/ (crdgen should write both)"
+for crd in mvdns.io_multivaluerecordsets.yaml mvdns.io_multivaluerecordslices.yaml; do
+  cmp -s "$ROOT/crds/$crd" "$CHART/crds/$crd" \
+    || die "charts/mvdns/crds/ is stale: cp crds/$crd charts/mvdns/crds/ (crdgen should write both)"
+done
 
 log "6. the image assembles without a container engine (hack/image.sh)"
 static=$("$ROOT/hack/build-static.sh")
@@ -260,6 +262,7 @@ for f in rbac-cluster rbac-scoped; do
   kubectl apply -f "$WORK/$f.yaml" >"$WORK/$f.log" 2>&1 || { cat "$WORK/$f.log" >&2; die "kubectl apply of the chart's RBAC failed ($f)"; }
 done
 MVRS=multivaluerecordsets.mvdns.io
+MVSLICE=multivaluerecordslices.mvdns.io
 # `kubectl auth can-i` resolves the resource through discovery: the CRD must be served (on
 # a fresh control plane no test has installed it yet). The tests' own field manager, so
 # that their installs and this one never conflict.
@@ -301,7 +304,9 @@ can_i no "$dns" list pods -n "$RB"
 can_i no "$dns" list configmaps -n "$RB"
 can_i no "$dns" create events.events.k8s.io -n "$RB"
 can_i no "$dns" create leases.coordination.k8s.io -n "$RB"
-log "   $dns: get/list/watch record sets cluster-wide; no writes, no status, no secrets, no pods, no events, no leases"
+for verb in list watch; do can_i yes "$dns" "$verb" "$MVSLICE" -A; done
+for verb in create update patch delete; do can_i no "$dns" "$verb" "$MVSLICE" -A; done
+log "   $dns: get/list/watch record sets, list/watch their slices, cluster-wide; no writes, no status, no secrets, no pods, no events, no leases"
 
 # Operator: reads record sets, writes only their status (server-side apply = patch), reads
 # pods and EndpointSlices, writes Events, and its Lease in its own namespace only.
@@ -320,6 +325,8 @@ can_i no "$op" create pods --subresource=eviction -A
 for verb in list watch; do can_i yes "$op" "$verb" endpointslices.discovery.k8s.io -A; done
 for verb in get create update patch delete; do can_i no "$op" "$verb" endpointslices.discovery.k8s.io -A; done
 can_i no "$dns" list endpointslices.discovery.k8s.io -A
+for verb in list patch delete; do can_i yes "$op" "$verb" "$MVSLICE" -A; done
+for verb in watch update deletecollection; do can_i no "$op" "$verb" "$MVSLICE" -A; done
 can_i yes "$op" create events.events.k8s.io -n "$RB_OTHER"
 can_i yes "$op" patch events.events.k8s.io -n "$RB_OTHER"
 can_i no "$op" delete events.events.k8s.io -n "$RB_OTHER"
@@ -330,7 +337,7 @@ for verb in get create update; do can_i yes "$op" "$verb" leases.coordination.k8
 can_i no "$op" delete leases.coordination.k8s.io -n "$RB"
 for verb in get create update; do can_i no "$op" "$verb" leases.coordination.k8s.io -n "$RB_OTHER"; done
 can_i no "$op" create leases.coordination.k8s.io -A
-log "   $op: read record sets, patch their status, list/watch pods and EndpointSlices, create/patch events.k8s.io Events;"
+log "   $op: read record sets, patch their status, list/patch/delete their slices, list/watch pods and EndpointSlices, create/patch events.k8s.io Events;"
 log "   get/create/update Leases in $RB only; no spec writes, no pod writes, no secrets, no other Leases"
 
 # Both read Nodes (topology zones: labels, addresses, pod CIDRs), list/watch only.
@@ -357,6 +364,10 @@ can_i no "$sop" list pods -A
 can_i yes "$sop" watch endpointslices.discovery.k8s.io -n "$RB_APPS"
 can_i no "$sop" list endpointslices.discovery.k8s.io -n "$RB_OTHER"
 can_i no "$sop" list "$MVRS" -A
+can_i yes "$sop" patch "$MVSLICE" -n "$RB_APPS"
+can_i no "$sop" patch "$MVSLICE" -n "$RB_OTHER"
+can_i yes "$sdns" watch "$MVSLICE" -n "$RB_APPS"
+can_i no "$sdns" watch "$MVSLICE" -n "$RB_OTHER"
 can_i no "$sop" get secrets -n "$RB_APPS"
 can_i yes "$sop" update leases.coordination.k8s.io -n "$RB"
 can_i no "$sop" update leases.coordination.k8s.io -n "$RB_APPS"

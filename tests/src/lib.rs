@@ -100,20 +100,24 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Installs (server-side applies) the generated CRD and waits until it is served.
+/// Installs (server-side applies) the generated CRDs and waits until they are served.
 pub async fn install_crd(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let yaml = std::fs::read_to_string(workspace_root().join(mvdns_api::CRD_FILE))?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
-    let name = MultiValueRecordSet::crd_name();
-    crds.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-        .await?;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, name, conditions::is_crd_established()),
-    )
-    .await
-    .context("CRD not established within 30s")??;
+    for (file, name) in [
+        (mvdns_api::CRD_FILE, MultiValueRecordSet::crd_name()),
+        (mvdns_api::SLICE_CRD_FILE, mvdns_api::MultiValueRecordSlice::crd_name()),
+    ] {
+        let yaml = std::fs::read_to_string(workspace_root().join(file))?;
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml)?;
+        crds.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established within 30s"))??;
+    }
     Ok(())
 }
 

@@ -37,6 +37,7 @@ use crate::rules;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Tiers","type":"string","jsonPath":".status.priorities","priority":1,"description":"The failover tiers answered now, best first"}"#,
     printcolumn = r#"{"name":"Panic","type":"boolean","jsonPath":".status.panic","priority":1,"description":"Health is ignored: fewer than minHealthyPercent of the values are healthy"}"#,
+    printcolumn = r#"{"name":"Slices","type":"integer","jsonPath":".status.slices","priority":1,"description":"The values are served from this many MultiValueRecordSlices"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -356,8 +357,16 @@ pub struct MultiValueRecordSetStatus {
     pub total_count: u32,
 
     /// Every value with its health, in a deterministic order: exactly what DNS serves.
+    /// Empty when the values are in slices (`slices`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<ValueStatus>,
+
+    /// A name with more values than one slice holds (100) is served from this many
+    /// `MultiValueRecordSlice`s (label `mvdns.io/record-set: <name>`, owned by this record
+    /// set), and `values` stays empty: a change then rewrites one slice, not a status that
+    /// grows with the name. Absent while `values` holds them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<u32>,
 
     /// The failover tiers (`priority`) answers come from now, best first; empty when no
     /// value is healthy. Computed from this record set's values alone: when several record
