@@ -267,7 +267,7 @@ MVSLICE=multivaluerecordslices.mvdns.io
 # a fresh control plane no test has installed it yet). The tests' own field manager, so
 # that their installs and this one never conflict.
 kubectl apply --server-side --force-conflicts --field-manager=mvdns-tests -f "$ROOT/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s "crd/$MVRS" >/dev/null
+kubectl wait --for condition=established --timeout=60s "crd/$MVRS" "crd/$MVSLICE" >/dev/null
 checks=0
 # can_i yes|no ACCOUNT VERB RESOURCE [--subresource=S] (-A | -n NS): asks the API server's
 # authorizer (SubjectAccessReview through impersonation: the user

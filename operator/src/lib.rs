@@ -20,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pods;
 pub mod runner;
+pub mod slices;
 pub mod status;
 pub mod values;
 pub mod writer;

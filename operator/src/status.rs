@@ -98,6 +98,8 @@ pub fn desired_status(
         healthy_count: u32::try_from(healthy).unwrap_or(u32::MAX),
         total_count: u32::try_from(total).unwrap_or(u32::MAX),
         values,
+        // The writer decides the feed: it moves a big name's values into slices.
+        slices: None,
         priorities,
         panic,
     }

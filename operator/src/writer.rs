@@ -9,6 +9,11 @@
 //!   ([`write_decision`]);
 //! - writes with server-side apply under one field manager, with a timeout, one write
 //!   per record set in flight, several record sets in parallel;
+//! - moves the values of a big record set into `MultiValueRecordSlice`s
+//!   ([`crate::slices`]), in an order that never leaves a DNS server without a value
+//!   that the old and the new state share: new and changed slices first, then the
+//!   status that counts them, then the deletion of emptied slices (and, when a name
+//!   shrinks back into its status, the status first, then the slices' deletion);
 //! - emits the Events of each written transition, and the reconciles' own Events.
 //!
 //! A failed or timed-out write asks for a reconcile again after a pause, so the next try
@@ -19,12 +24,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use mvdns_api::{Guarded, MultiValueRecordSet, MultiValueRecordSetStatus};
+use mvdns_api::slice::{RECORD_SET_LABEL, owner_reference};
+use mvdns_api::{Guarded, MultiValueRecordSet, MultiValueRecordSetStatus, MultiValueRecordSlice};
 use mvdns_runtime::coalesce::wait_in_window;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -34,6 +40,7 @@ use tokio_util::time::DelayQueue;
 
 use crate::Error;
 use crate::metrics::Metrics;
+use crate::slices::{SliceValues, plan_slices, use_slices};
 use crate::status::transitions;
 
 /// The one field manager that owns `.status` (server-side apply).
@@ -67,7 +74,10 @@ pub struct Desired {
 /// A status written, and when.
 #[derive(Clone, Debug)]
 pub struct Written {
+    /// The status as computed, with every value.
     pub status: Arc<MultiValueRecordSetStatus>,
+    /// The status as stored: for a name served from slices, without its values.
+    pub stored: Arc<MultiValueRecordSetStatus>,
     pub at: Instant,
 }
 
@@ -83,9 +93,10 @@ pub enum WriteDecision {
     TrustOwnWrite(Duration),
 }
 
-/// Whether and when to write `new`, given the stored status and our last write.
+/// Whether and when to write `new`, given whether the stored state (status and slices)
+/// already says what it says, and our last write.
 pub fn write_decision(
-    stored: Option<&MultiValueRecordSetStatus>,
+    stored_matches: bool,
     last_write: Option<&Written>,
     new: &MultiValueRecordSetStatus,
     now: Instant,
@@ -94,13 +105,13 @@ pub fn write_decision(
     let changed = match last_write {
         Some(written) if now.saturating_duration_since(written.at) < TRUST_OWN_WRITE => {
             let same_as_written = *written.status == *new;
-            if same_as_written && stored != Some(new) {
+            if same_as_written && !stored_matches {
                 // Probably the cache lagging our write; look again once trust runs out.
                 return WriteDecision::TrustOwnWrite(TRUST_OWN_WRITE - now.saturating_duration_since(written.at));
             }
             !same_as_written
         }
-        _ => stored != Some(new),
+        _ => !stored_matches,
     };
     if !changed {
         return WriteDecision::UpToDate;
@@ -116,10 +127,7 @@ pub fn write_decision(
 /// reconcile reads (pods, health checks, the other record sets) triggers reconciles of
 /// its own, so reconciling the echo would only compute the same status again, at the
 /// moment the DNS replicas need the CPU to load that status.
-pub fn is_echo_of_own_write(
-    record_set: &MultiValueRecordSet,
-    last_written: Option<&MultiValueRecordSetStatus>,
-) -> bool {
+pub fn is_echo_of_own_write(record_set: &MultiValueRecordSet, last_written: Option<&MultiValueRecordSetStatus>) -> bool {
     last_written.is_some_and(|written| {
         record_set.status.as_ref() == Some(written) && written.observed_generation == record_set.metadata.generation
     })
@@ -162,6 +170,7 @@ impl StatusWriter {
             written: written.clone(),
             recorder: recorder.clone(),
             slots: HashMap::new(),
+            slices: HashMap::new(),
             timers: DelayQueue::new(),
             in_flight: JoinSet::new(),
         };
@@ -195,7 +204,7 @@ impl StatusWriter {
     pub fn is_echo(&self, record_set: &MultiValueRecordSet) -> bool {
         let uid = record_set.metadata.uid.as_deref().unwrap_or_default();
         let written = self.last_written(uid);
-        is_echo_of_own_write(record_set, written.as_ref().map(|w| w.status.as_ref()))
+        is_echo_of_own_write(record_set, written.as_ref().map(|w| w.stored.as_ref()))
     }
 
     /// Emits an Event in the background: the recorder's API calls (it looks up and
@@ -247,8 +256,11 @@ struct WriterTask {
     written: Arc<RwLock<HashMap<String, Written>>>,
     recorder: Recorder,
     slots: HashMap<String, Slot>,
+    /// The slices of each record set, as last written or listed; absent when not known
+    /// (a new leader, or after a failed slice write): then they are listed first.
+    slices: HashMap<String, SliceValues>,
     timers: DelayQueue<Timer>,
-    in_flight: JoinSet<(Box<Desired>, Result<(), Error>)>,
+    in_flight: JoinSet<(Box<Desired>, WriteOutcome)>,
 }
 
 impl WriterTask {
@@ -258,8 +270,8 @@ impl WriterTask {
                 biased;
                 () = stop.cancelled() => break,
                 Some(done) = self.in_flight.join_next() => {
-                    if let Ok((desired, result)) = done {
-                        self.finished(*desired, result);
+                    if let Ok((desired, outcome)) = done {
+                        self.finished(*desired, outcome);
                     }
                 }
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => match expired.into_inner() {
@@ -282,6 +294,7 @@ impl WriterTask {
                     }
                     Some(Request::Forget(uid)) => {
                         self.slots.remove(&uid);
+                        self.slices.remove(&uid);
                         if let Ok(mut written) = self.written.write() {
                             written.remove(&uid);
                         }
@@ -302,8 +315,14 @@ impl WriterTask {
         }
         let Some(desired) = slot.pending.take() else { return };
         let last = self.written.read().ok().and_then(|w| w.get(uid).cloned());
-        match write_decision(
+        let matches = stored_matches(
+            &desired.record_set.name,
             desired.stored.as_ref(),
+            &desired.status,
+            self.slices.get(uid),
+        );
+        match write_decision(
+            matches,
             last.as_ref(),
             &desired.status,
             Instant::now(),
@@ -320,26 +339,27 @@ impl WriterTask {
             }
             WriteDecision::Write => {
                 slot.in_flight = true;
-                let api: Api<MultiValueRecordSet> = Api::namespaced(
-                    self.client.clone(),
-                    desired.record_set.namespace.as_deref().unwrap_or_default(),
-                );
+                let client = self.client.clone();
+                let slices = self.slices.remove(uid);
                 self.in_flight.spawn(async move {
-                    let result = write_status(&api, &desired).await;
-                    (desired, result)
+                    let outcome = write_record_set(&client, &desired, slices).await;
+                    (desired, outcome)
                 });
             }
         }
     }
 
-    fn finished(&mut self, desired: Desired, result: Result<(), Error>) {
+    fn finished(&mut self, desired: Desired, outcome: WriteOutcome) {
         let namespace = desired.record_set.namespace.clone().unwrap_or_default();
         let name = desired.record_set.name.clone();
         if let Some(slot) = self.slots.get_mut(&desired.uid) {
             slot.in_flight = false;
         }
-        match result {
-            Ok(()) => {
+        if let Some(slices) = outcome.slices {
+            self.slices.insert(desired.uid.clone(), slices);
+        }
+        match outcome.status {
+            Ok(stored) => {
                 self.metrics.status_writes.inc();
                 let status = desired.status;
                 tracing::debug!(%namespace, %name, healthy = status.healthy_count, total = status.total_count, "status written");
@@ -353,6 +373,7 @@ impl WriterTask {
                             desired.uid.clone(),
                             Written {
                                 status,
+                                stored: Arc::new(stored),
                                 at: Instant::now(),
                             },
                         )
@@ -380,13 +401,186 @@ impl WriterTask {
     }
 }
 
-async fn write_status(api: &Api<MultiValueRecordSet>, desired: &Desired) -> Result<(), Error> {
-    let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": desired.status});
+/// What one write did: the status as stored (or why it failed), and the record set's
+/// slices as they are now, when known.
+struct WriteOutcome {
+    status: Result<MultiValueRecordSetStatus, Error>,
+    slices: Option<SliceValues>,
+}
+
+/// Whether the stored status, and the slices as the writer knows them, already say
+/// what `new` says.
+fn stored_matches(
+    record_set: &str,
+    stored: Option<&MultiValueRecordSetStatus>,
+    new: &MultiValueRecordSetStatus,
+    slices: Option<&SliceValues>,
+) -> bool {
+    let sliced_now = sliced_now(stored, slices);
+    if !use_slices(new.values.len(), sliced_now) {
+        return stored == Some(new) && slices.is_none_or(SliceValues::is_empty);
+    }
+    let Some(slices) = slices else { return false };
+    let plan = plan_slices(record_set, slices, &new.values);
+    plan.is_empty() && stored == Some(&summary(new, plan.after.len()))
+}
+
+/// Whether a record set is served from slices now: as the writer knows its slices, or
+/// else as the stored status says.
+fn sliced_now(stored: Option<&MultiValueRecordSetStatus>, slices: Option<&SliceValues>) -> bool {
+    match slices {
+        Some(slices) => !slices.is_empty(),
+        None => stored.is_some_and(|s| s.slices.is_some()),
+    }
+}
+
+/// The status of a name served from `slices` slices: everything but the values.
+fn summary(status: &MultiValueRecordSetStatus, slices: usize) -> MultiValueRecordSetStatus {
+    MultiValueRecordSetStatus {
+        observed_generation: status.observed_generation,
+        conditions: status.conditions.clone(),
+        healthy_count: status.healthy_count,
+        total_count: status.total_count,
+        values: Vec::new(),
+        slices: Some(u32::try_from(slices).unwrap_or(u32::MAX)),
+        priorities: status.priorities.clone(),
+        panic: status.panic,
+    }
+}
+
+/// How many slice writes one record set has in flight at once.
+const SLICE_WRITES_IN_PARALLEL: usize = 8;
+
+/// Writes one record set's status, and its slices when it is served from them, in the
+/// order that never takes a value from a DNS server that the old and the new state
+/// share (see the module's comment). `slices` is what the writer knows of them.
+async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Option<SliceValues>) -> WriteOutcome {
+    let namespace = desired.record_set.namespace.as_deref().unwrap_or_default();
+    let name = &desired.record_set.name;
+    let status_api: Api<MultiValueRecordSet> = Api::namespaced(client.clone(), namespace);
+    let slice_api: Api<MultiValueRecordSlice> = Api::namespaced(client.clone(), namespace);
+    let sliced_before = sliced_now(desired.stored.as_ref(), slices.as_ref());
+    let sliced = use_slices(desired.status.values.len(), sliced_before);
+    let mut current = match slices {
+        Some(known) => known,
+        None if sliced || sliced_before => match list_slices(&slice_api, name, &desired.uid).await {
+            Ok(listed) => listed,
+            Err(error) => return WriteOutcome { status: Err(error), slices: None },
+        },
+        None => SliceValues::new(),
+    };
+    if !sliced {
+        // Back into the status: the status first, then the slices go.
+        let status = write_status(&status_api, name, &desired.status).await;
+        if status.is_err() {
+            return WriteOutcome { status, slices: Some(current) };
+        }
+        let emptied: Vec<String> = std::mem::take(&mut current).into_keys().collect();
+        let slices = delete_slices(&slice_api, emptied).await.then_some(current);
+        return WriteOutcome { status, slices };
+    }
+    let plan = plan_slices(name, &current, &desired.status.values);
+    // Boxed: a closure in the stream made the spawned future's lifetimes too general.
+    let writes: Vec<futures::future::BoxFuture<'_, Result<(), Error>>> = plan
+        .apply
+        .iter()
+        .map(|(slice, values)| apply_slice(&slice_api, name, &desired.uid, slice, values).boxed())
+        .collect();
+    let writes = futures::stream::iter(writes)
+        .buffer_unordered(SLICE_WRITES_IN_PARALLEL)
+        .collect::<Vec<_>>()
+        .await;
+    if let Some(error) = writes.into_iter().find_map(Result::err) {
+        // Some slices may be written and some not: list them before the next write.
+        return WriteOutcome { status: Err(error), slices: None };
+    }
+    // The emptied slices still exist, with their old values, until they are deleted.
+    for (slice, values) in plan.after.iter() {
+        current.insert(slice.clone(), values.clone());
+    }
+    let status = write_status(&status_api, name, &summary(&desired.status, plan.after.len())).await;
+    if status.is_err() {
+        return WriteOutcome { status, slices: Some(current) };
+    }
+    let slices = delete_slices(&slice_api, plan.delete).await.then_some(plan.after);
+    WriteOutcome { status, slices }
+}
+
+async fn write_status(
+    api: &Api<MultiValueRecordSet>,
+    name: &str,
+    status: &MultiValueRecordSetStatus,
+) -> Result<MultiValueRecordSetStatus, Error> {
+    let patch = json!({"apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet", "status": status});
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(&patch);
-    let write = api.patch_status(&desired.record_set.name, &params, &patch);
-    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-        Ok(result) => result.map(drop).map_err(Error::from),
+    within_timeout(api.patch_status(name, &params, &patch)).await?;
+    Ok(status.clone())
+}
+
+/// Writes one slice whole (server-side apply, our field manager owns every field).
+async fn apply_slice(
+    api: &Api<MultiValueRecordSlice>,
+    record_set: &str,
+    uid: &str,
+    slice: &str,
+    values: &[mvdns_api::ValueStatus],
+) -> Result<(), Error> {
+    let mut metadata = json!({"name": slice, "ownerReferences": [owner_reference(record_set, uid)]});
+    // A label value holds at most 63 characters; longer record set names go without it
+    // (the label only serves `kubectl get -l`; what a slice belongs to is its spec and
+    // owner).
+    if record_set.len() <= 63 {
+        metadata["labels"] = json!({RECORD_SET_LABEL: record_set});
+    }
+    let patch = json!({
+        "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSlice",
+        "metadata": metadata,
+        "spec": {"recordSet": record_set, "values": values},
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    within_timeout(api.patch(slice, &params, &Patch::Apply(&patch))).await.map(drop)
+}
+
+/// Deletes emptied slices; whether all are gone (a slice already gone counts as gone).
+async fn delete_slices(api: &Api<MultiValueRecordSlice>, slices: Vec<String>) -> bool {
+    let mut all_gone = true;
+    for slice in slices {
+        match within_timeout(api.delete(&slice, &DeleteParams::default())).await {
+            Ok(_) => {}
+            Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => {}
+            Err(error) => {
+                tracing::warn!(%slice, %error, "could not delete an emptied slice; listing the slices before the next write");
+                all_gone = false;
+            }
+        }
+    }
+    all_gone
+}
+
+/// The slices that belong to a record set, as stored.
+async fn list_slices(api: &Api<MultiValueRecordSlice>, record_set: &str, uid: &str) -> Result<SliceValues, Error> {
+    let params = if record_set.len() <= 63 {
+        ListParams::default().labels(&format!("{RECORD_SET_LABEL}={record_set}"))
+    } else {
+        ListParams::default()
+    };
+    let listed = within_timeout(api.list(&params)).await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|slice| slice.spec.record_set == record_set && owned_by(slice, uid))
+        .map(|slice| (slice.metadata.name.unwrap_or_default(), slice.spec.values))
+        .collect())
+}
+
+fn owned_by(slice: &MultiValueRecordSlice, uid: &str) -> bool {
+    slice.metadata.owner_references.iter().flatten().any(|owner| owner.uid == uid)
+}
+
+async fn within_timeout<T>(request: impl std::future::Future<Output = kube::Result<T>>) -> Result<T, Error> {
+    match tokio::time::timeout(WRITE_TIMEOUT, request).await {
+        Ok(result) => result.map_err(Error::from),
         Err(_) => Err(Error::Timeout(WRITE_TIMEOUT)),
     }
 }
@@ -437,30 +631,31 @@ mod tests {
         let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
         let written = |healthy: u32, ms: u64| Written {
             status: Arc::new(status(healthy)),
+            stored: Arc::new(status(healthy)),
             at: ago(ms),
         };
         // We wrote 8 a moment ago; the cache still shows 7: nothing to write, look later.
-        let decision = write_decision(Some(&status(7)), Some(&written(8, 50)), &status(8), now, window);
+        let decision = write_decision(7 == 8, Some(&written(8, 50)), &status(8), now, window);
         assert!(matches!(decision, WriteDecision::TrustOwnWrite(d) if d > Duration::from_secs(9)));
         // Same, and the cache caught up.
-        let decision = write_decision(Some(&status(8)), Some(&written(8, 50)), &status(8), now, window);
+        let decision = write_decision(8 == 8, Some(&written(8, 50)), &status(8), now, window);
         assert_eq!(decision, WriteDecision::UpToDate);
         // A real change right after a write waits for the rest of the window.
-        let decision = write_decision(Some(&status(8)), Some(&written(8, 30)), &status(7), now, window);
+        let decision = write_decision(8 == 7, Some(&written(8, 30)), &status(7), now, window);
         assert_eq!(decision, WriteDecision::WaitForWindow(Duration::from_millis(70)));
         // A real change after a quiet window is written at once.
-        let decision = write_decision(Some(&status(8)), Some(&written(8, 500)), &status(7), now, window);
+        let decision = write_decision(8 == 7, Some(&written(8, 500)), &status(7), now, window);
         assert_eq!(decision, WriteDecision::Write);
         // Long after our write, a status changed by someone else is put right.
-        let decision = write_decision(Some(&status(3)), Some(&written(8, 20_000)), &status(8), now, window);
+        let decision = write_decision(false, Some(&written(8, 20_000)), &status(8), now, window);
         assert_eq!(decision, WriteDecision::Write);
         // Never written by us: compare with the store.
         assert_eq!(
-            write_decision(None, None, &status(1), now, window),
+            write_decision(false, None, &status(1), now, window),
             WriteDecision::Write
         );
         assert_eq!(
-            write_decision(Some(&status(1)), None, &status(1), now, window),
+            write_decision(1 == 1, None, &status(1), now, window),
             WriteDecision::UpToDate
         );
     }
