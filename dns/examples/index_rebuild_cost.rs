@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use mvdns_api::MultiValueRecordSet;
-use mvdns_server::index::{Built, build_index, build_index_reusing};
+use mvdns_server::index::{Built, Feeds, build_index, build_index_reusing};
 use serde_json::json;
 
 const ROUNDS: u32 = 2_000;
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     }
     let full = started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
 
-    let (_, mut built) = build_index_reusing(&refs, &zones, 1, &Built::default());
+    let (_, mut built) = build_index_reusing(&refs, &Feeds::default(), &zones, 1, &Built::default());
     changed[0] = record_set(0, values, 2)?;
     let mut total = 0.0;
     for round in 0..ROUNDS {
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         changed[0] = record_set(0, values, 3 + u64::from(round))?;
         refs = changed.iter().collect();
         let started = Instant::now();
-        let (index, next) = build_index_reusing(&refs, &zones, 1, &built);
+        let (index, next) = build_index_reusing(&refs, &Feeds::default(), &zones, 1, &built);
         total += started.elapsed().as_secs_f64();
         std::hint::black_box(index);
         built = next;

@@ -1,5 +1,5 @@
-//! The feed: a watch on `MultiValueRecordSet`s into a reflector store, and a rebuild loop
-//! that turns the store into a new [`Index`] and swaps it in.
+//! The feed: watches on `MultiValueRecordSet`s and `MultiValueRecordSlice`s into reflector
+//! stores, and a rebuild loop that turns the stores into a new [`Index`] and swaps it in.
 //!
 //! - The server is `synced` (ready, and answering) only after the watcher's first full
 //!   list (`InitDone`), so a starting replica never answers NXDOMAIN for a name that
@@ -20,14 +20,14 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Api, Client};
-use mvdns_api::Guarded;
+use mvdns_api::{Guarded, MultiValueRecordSlice};
 use mvdns_runtime::backoff::ReconnectBackoff;
 use mvdns_runtime::coalesce::wait_in_window;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
-use crate::index::{Built, Skipped, build_index_reusing, next_serial};
+use crate::index::{Built, Feeds, Skipped, build_index_reusing, next_serial};
 use crate::topology::ClientZones;
 
 /// Watch settings (flags / chart values).
@@ -39,25 +39,80 @@ pub struct WatchConfig {
     pub debounce: Duration,
 }
 
-/// Watches record sets and keeps `shared.index` current until `shutdown` is cancelled.
+/// Watches record sets and their slices and keeps `shared.index` current until
+/// `shutdown` is cancelled.
 pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
     let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone(), shutdown.clone()));
-    let api: Api<Guarded> = match &config.namespace {
-        Some(namespace) => Api::namespaced(client, namespace),
-        None => Api::all(client),
-    };
-    let (store, writer) = reflector::store();
     let changed = Arc::new(Notify::new());
-    let listed = Arc::new(AtomicBool::new(false));
+    let (record_sets, record_sets_listed) = (scoped_api::<Guarded>(&client, &config), Arc::new(AtomicBool::new(false)));
+    let (slices, slices_listed) = (
+        scoped_api::<MultiValueRecordSlice>(&client, &config),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (record_set_store, record_set_writer) = reflector::store();
+    let (slice_store, slice_writer) = reflector::store();
     let rebuild = tokio::spawn(rebuild_loop(
-        store,
+        Stores {
+            record_sets: record_set_store,
+            slices: slice_store,
+        },
         config.debounce,
         changed.clone(),
-        listed.clone(),
+        Listed {
+            record_sets: record_sets_listed.clone(),
+            slices: slices_listed.clone(),
+            since: Instant::now(),
+        },
         shared.clone(),
         shutdown.clone(),
     ));
+    let slice_watch = tokio::spawn(watch_into_store(
+        slices,
+        slice_writer,
+        "record slices",
+        changed.clone(),
+        slices_listed,
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    watch_into_store(
+        record_sets,
+        record_set_writer,
+        "record sets",
+        changed,
+        record_sets_listed,
+        shared,
+        shutdown,
+    )
+    .await;
+    let _ = slice_watch.await;
+    let _ = rebuild.await;
+    let _ = nodes.await;
+}
 
+fn scoped_api<K>(client: &Client, config: &WatchConfig) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &config.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Watches `api` into a reflector store: `changed` after every change, `listed` from
+/// the first full list on. `what` names the objects in the log.
+async fn watch_into_store<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    what: &'static str,
+    changed: Arc<Notify>,
+    listed: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let mut events = std::pin::pin!(
         watch_stream(api, watcher::Config::default().any_semantic())
             .backoff(ReconnectBackoff::default())
@@ -74,7 +129,7 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
                 changed.notify_one();
             }
             Some(Ok(Event::Apply(_) | Event::Delete(_))) => {
-                tracing::trace!("record set event");
+                tracing::trace!(what, "watch event");
                 changed.notify_one();
             }
             // A (re-)list: the store swaps in the new list at InitDone, so the served
@@ -85,13 +140,11 @@ pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutd
             Some(Ok(Event::InitApply(_))) => {}
             Some(Err(error)) => {
                 shared.metrics.watch_errors.inc();
-                tracing::warn!(%error, "watching record sets failed; serving the last known state");
+                tracing::warn!(%error, what, "watching failed; serving the last known state");
             }
             None => break,
         }
     }
-    let _ = rebuild.await;
-    let _ = nodes.await;
 }
 
 /// Keeps `shared.client_zones` current from the Nodes (addresses, pod CIDRs and zone
@@ -147,34 +200,64 @@ fn strip_node(node: &mut Node) {
     }
 }
 
+/// The stores a rebuild reads.
+struct Stores {
+    record_sets: Store<Guarded>,
+    slices: Store<MultiValueRecordSlice>,
+}
+
+/// Which full lists the stores hold.
+struct Listed {
+    record_sets: Arc<AtomicBool>,
+    slices: Arc<AtomicBool>,
+    /// When the watches started.
+    since: Instant,
+}
+
+/// Without the slices' list after this long (no permission to list them: an older
+/// chart's role), the server answers without them: big record sets then have no values,
+/// every other name is served.
+const OPTIONAL_SLICE_LIST_WAIT: Duration = Duration::from_secs(10);
+
+impl Listed {
+    fn ready(&self) -> bool {
+        self.record_sets.load(Ordering::Acquire)
+            && (self.slices.load(Ordering::Acquire) || self.since.elapsed() > OPTIONAL_SLICE_LIST_WAIT)
+    }
+}
+
 /// Rebuilds the index after changes, at most once per `debounce` (leading edge: the
 /// first change after a quiet window is rebuilt at once, later ones wait for the rest of
-/// it), and only once the store holds a full list (before that the served index stays
+/// it), and only once the stores hold full lists (before that the served index stays
 /// as it was). The server turns `synced` only after the first index built from a full
 /// list is in place.
 async fn rebuild_loop(
-    store: Store<Guarded>,
+    stores: Stores,
     debounce: Duration,
     changed: Arc<Notify>,
-    listed: Arc<AtomicBool>,
+    listed: Listed,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
     let mut last_rebuild = None;
     // The RRsets of the last build: unchanged record sets are not parsed and encoded again.
     let mut built = Built::default();
+    // Where each record set's values came from last: kept while its slices arrive.
+    let mut feeds = Feeds::default();
     loop {
         tokio::select! {
             () = changed.notified() => {}
+            // Looks again while waiting for an optional list.
+            () = tokio::time::sleep(OPTIONAL_SLICE_LIST_WAIT), if !listed.ready() => {}
             () = shutdown.cancelled() => return,
         }
         if let Some(wait) = wait_in_window(last_rebuild, Instant::now(), debounce) {
             tokio::time::sleep(wait).await;
         }
-        if !listed.load(Ordering::Acquire) {
+        if !listed.ready() {
             continue;
         }
-        built = rebuild(&store, &shared, &built);
+        (built, feeds) = rebuild(&stores, &shared, &built, &feeds);
         last_rebuild = Some(Instant::now());
         if !shared.synced.swap(true, Ordering::AcqRel) {
             tracing::info!("first full sync done; answering queries");
@@ -182,9 +265,10 @@ async fn rebuild_loop(
     }
 }
 
-fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
+fn rebuild(stores: &Stores, shared: &Shared, previous: &Built, previous_feeds: &Feeds) -> (Built, Feeds) {
     let started = Instant::now();
-    let objects = store.state();
+    let objects = stores.record_sets.state();
+    let feeds = Feeds::join(&objects, &stores.slices.state(), previous_feeds);
     let mut record_sets = Vec::with_capacity(objects.len());
     for object in &objects {
         match &object.0 {
@@ -202,7 +286,7 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
         .unwrap_or_default()
         .as_secs();
     let serial = next_serial(shared.index.load().serial, u32::try_from(now).unwrap_or(u32::MAX));
-    let (index, built) = build_index_reusing(&record_sets, &shared.zones, serial, previous);
+    let (index, built) = build_index_reusing(&record_sets, &feeds, &shared.zones, serial, previous);
     for skipped in &index.skipped {
         tracing::debug!(?skipped, "not served");
     }
@@ -235,7 +319,7 @@ fn rebuild(store: &Store<Guarded>, shared: &Shared, previous: &Built) -> Built {
         statuses_only = built.statuses_only(),
         "index swapped"
     );
-    built
+    (built, feeds)
 }
 
 fn skip_reason(skipped: &Skipped) -> &'static str {

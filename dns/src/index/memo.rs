@@ -15,14 +15,17 @@ use std::sync::Arc;
 
 use mvdns_api::MultiValueRecordSet;
 
+use super::feed::Feeds;
 use super::model::{Index, RrSet, Skipped, name_key};
 use super::policy::{GroupKey, ServedGroups, add_glue_names, add_with_ancestors, group_rrset, served_groups};
 use super::records::parse_name;
 use crate::zone::Zones;
 
 /// Builds the index from every record set the watcher holds.
+/// Every record set is served from its own status (the slices of big ones are left
+/// out; [`build_index_reusing`] takes them).
 pub fn build_index(record_sets: &[&MultiValueRecordSet], zones: &Zones, serial: u32) -> Index {
-    Arc::unwrap_or_clone(build_index_reusing(record_sets, zones, serial, &Built::default()).0)
+    Arc::unwrap_or_clone(build_index_reusing(record_sets, &Feeds::default(), zones, serial, &Built::default()).0)
 }
 
 /// The RRsets of a build, by (name, type), with the record sets each was built from, for
@@ -112,25 +115,29 @@ struct Shape {
     index: Arc<Index>,
 }
 
-/// A record set as one version of one object: its uid and resourceVersion. Any change
-/// to it (spec or status) changes the resourceVersion. `None` (an object without them,
-/// as in unit tests) is never reused.
+/// A record set as one version of one object: its uid and resourceVersion, and the
+/// version of its slices when it is served from them ([`Feeds::version_of`]). Any
+/// change to it (spec, status or a slice) changes the version. `None` (an object without
+/// them, as in unit tests) is never reused.
 type Source = Option<(String, String)>;
 
-fn source(rs: &MultiValueRecordSet) -> Source {
-    Some((rs.metadata.uid.clone()?, rs.metadata.resource_version.clone()?))
+fn source(rs: &MultiValueRecordSet, feeds: &Feeds) -> Source {
+    let version = rs.metadata.resource_version.as_deref()?;
+    let version = match feeds.version_of(rs) {
+        Some(feed) => format!("{version}|{feed}"),
+        None => version.to_owned(),
+    };
+    Some((rs.metadata.uid.clone()?, version))
 }
 
 /// Whether `sets` are exactly the record sets `sources` were taken from (never, when one
 /// of them has no uid or resourceVersion).
-fn same_sources(sources: &[Source], sets: &[&MultiValueRecordSet]) -> bool {
-    sources.len() == sets.len() && sources.iter().zip(sets).all(|(source, rs)| is_source(source, rs))
+fn same_sources(sources: &[Source], sets: &[&MultiValueRecordSet], feeds: &Feeds) -> bool {
+    sources.len() == sets.len() && sources.iter().zip(sets).all(|(source, rs)| is_source(source, rs, feeds))
 }
 
-fn is_source(source: &Source, rs: &MultiValueRecordSet) -> bool {
-    source.as_ref().is_some_and(|(uid, version)| {
-        rs.metadata.uid.as_ref() == Some(uid) && rs.metadata.resource_version.as_ref() == Some(version)
-    })
+fn is_source(source: &Source, rs: &MultiValueRecordSet, feeds: &Feeds) -> bool {
+    source.is_some() && *source == self::source(rs, feeds)
 }
 
 /// [`build_index`], taking each RRset from `previous` when its record sets are exactly
@@ -144,21 +151,23 @@ fn is_source(source: &Source, rs: &MultiValueRecordSet) -> bool {
 /// are busy on, so it is kept to a copy of the name map and one RRset.
 pub fn build_index_reusing(
     record_sets: &[&MultiValueRecordSet],
+    feeds: &Feeds,
     zones: &Zones,
     serial: u32,
     previous: &Built,
 ) -> (Arc<Index>, Built) {
     let quick = match &previous.shape {
-        Some(shape) => rebuild_statuses(record_sets, serial, previous, shape),
+        Some(shape) => rebuild_statuses(record_sets, feeds, serial, previous, shape),
         None => Err(WholeBuild::NoPreviousShape),
     };
-    quick.unwrap_or_else(|reason| build_whole(record_sets, zones, serial, previous, reason))
+    quick.unwrap_or_else(|reason| build_whole(record_sets, feeds, zones, serial, previous, reason))
 }
 
 /// The groups with a member whose version is not the one they were built from, when
 /// only statuses changed since `shape` was built; otherwise why not.
 fn changed_groups<'a>(
     record_sets: &[&MultiValueRecordSet],
+    feeds: &Feeds,
     previous: &Built,
     shape: &'a Shape,
 ) -> Result<HashSet<&'a GroupKey>, WholeBuild> {
@@ -176,7 +185,7 @@ fn changed_groups<'a>(
         }
         let Some(key) = shape.group_of.get(uid) else { continue };
         let built_from = &previous.groups.get(key).ok_or(WholeBuild::Inconsistent)?.sources;
-        if !built_from.iter().any(|source| is_source(source, rs)) {
+        if !built_from.iter().any(|source| is_source(source, rs, feeds)) {
             changed.insert(key);
         }
     }
@@ -186,12 +195,13 @@ fn changed_groups<'a>(
 /// The new index when only statuses changed since `shape` was built; otherwise why not.
 fn rebuild_statuses(
     record_sets: &[&MultiValueRecordSet],
+    feeds: &Feeds,
     serial: u32,
     previous: &Built,
     shape: &Shape,
 ) -> Result<(Arc<Index>, Built), WholeBuild> {
     use WholeBuild::{Inconsistent, PodSrvGlue};
-    let changed = changed_groups(record_sets, previous, shape)?;
+    let changed = changed_groups(record_sets, feeds, previous, shape)?;
     if changed.is_empty() {
         // Nothing served changed (only statuses of record sets that are not served).
         let built = Built {
@@ -217,7 +227,7 @@ fn rebuild_statuses(
         let old = &previous.groups.get(*key).ok_or(Inconsistent)?.rrset;
         let owner = parse_name(&key.0).ok_or(Inconsistent)?;
         let mut skipped = Vec::new();
-        let rrset = Arc::new(group_rrset(&owner, key.1, sets, &mut skipped));
+        let rrset = Arc::new(group_rrset(&owner, key.1, sets, feeds, &mut skipped));
         if old.has_glue || rrset.has_glue {
             return Err(PodSrvGlue);
         }
@@ -230,7 +240,7 @@ fn rebuild_statuses(
             .ok_or(Inconsistent)?;
         *served = rrset.clone();
         let group = BuiltGroup {
-            sources: sets.iter().map(|rs| source(rs)).collect(),
+            sources: sets.iter().map(|rs| source(rs, feeds)).collect(),
             rrset,
             skipped,
         };
@@ -266,6 +276,7 @@ fn all_skips(spec_skips: &[Skipped], groups: &HashMap<GroupKey, Arc<BuiltGroup>>
 /// The whole build: claims and owners, groups, and every RRset not in `previous`.
 fn build_whole(
     record_sets: &[&MultiValueRecordSet],
+    feeds: &Feeds,
     zones: &Zones,
     serial: u32,
     previous: &Built,
@@ -286,15 +297,15 @@ fn build_whole(
         let Some(owner) = parse_name(name) else { continue };
         let key = (name.clone(), *record_type);
         let group = match previous.groups.get(&key) {
-            Some(old) if same_sources(&old.sources, sets) => {
+            Some(old) if same_sources(&old.sources, sets, feeds) => {
                 reused += 1;
                 old.clone()
             }
             _ => {
                 let mut skipped = Vec::new();
-                let rrset = Arc::new(group_rrset(&owner, *record_type, sets, &mut skipped));
+                let rrset = Arc::new(group_rrset(&owner, *record_type, sets, feeds, &mut skipped));
                 Arc::new(BuiltGroup {
-                    sources: sets.iter().map(|rs| source(rs)).collect(),
+                    sources: sets.iter().map(|rs| source(rs, feeds)).collect(),
                     rrset,
                     skipped,
                 })

@@ -19,6 +19,7 @@ use mvdns_api::selection::{Facts, Rules, best_tier, plan};
 use mvdns_api::zones::Refusal;
 use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
 
+use super::feed::Feeds;
 use super::model::{Entry, NameKey, Node, RrSet, Skipped, name_key};
 use super::records::{dns_type, entry_for, parse_name, wire_without_owner};
 use crate::zone::Zones;
@@ -102,6 +103,7 @@ pub(super) fn group_rrset(
     owner: &Name,
     record_type: RecordType,
     sets: &[&MultiValueRecordSet],
+    feeds: &Feeds,
     skipped: &mut Vec<Skipped>,
 ) -> RrSet {
     let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
@@ -124,7 +126,7 @@ pub(super) fn group_rrset(
     // from two sets is healthy if either says so).
     let mut by_key: BTreeMap<String, (Class, u8, Entry)> = BTreeMap::new();
     for rs in sets {
-        for value in rs.status.iter().flat_map(|s| &s.values) {
+        for value in feeds.of(rs).values() {
             let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
                 skipped.push(Skipped::InvalidValue {
                     record_set: object_ref(rs),

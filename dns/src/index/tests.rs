@@ -43,13 +43,13 @@ fn unchanged_record_sets_are_reused_and_a_changed_one_is_rebuilt() {
     };
     let web = versioned("web", "1", &["192.0.2.1", "192.0.2.2"]);
     let api = versioned("api", "1", &["192.0.2.9"]);
-    let (_, first) = build_index_reusing(&[&web, &api], &zones(), 1, &Built::default());
+    let (_, first) = build_index_reusing(&[&web, &api], &Feeds::default(), &zones(), 1, &Built::default());
     assert_eq!(first.reused(), 0);
-    let (_, second) = build_index_reusing(&[&web, &api], &zones(), 2, &first);
+    let (_, second) = build_index_reusing(&[&web, &api], &Feeds::default(), &zones(), 2, &first);
     assert_eq!(second.reused(), 2, "nothing changed");
 
     let web2 = versioned("web", "2", &["192.0.2.3"]);
-    let (incremental, third) = build_index_reusing(&[&web2, &api], &zones(), 3, &second);
+    let (incremental, third) = build_index_reusing(&[&web2, &api], &Feeds::default(), &zones(), 3, &second);
     assert_eq!(third.reused(), 1, "only web was rebuilt");
     let fresh = build_index(&[&web2, &api], &zones(), 3);
     for name in ["web.example.internal.", "api.example.internal."] {
@@ -66,8 +66,8 @@ fn unchanged_record_sets_are_reused_and_a_changed_one_is_rebuilt() {
         json!({"name": "web.example.internal", "type": "A"}),
         json!([]),
     );
-    let (_, built) = build_index_reusing(&[&plain], &zones(), 1, &Built::default());
-    let (_, again) = build_index_reusing(&[&plain], &zones(), 2, &built);
+    let (_, built) = build_index_reusing(&[&plain], &Feeds::default(), &zones(), 1, &Built::default());
+    let (_, again) = build_index_reusing(&[&plain], &Feeds::default(), &zones(), 2, &built);
     assert_eq!(again.reused(), 0);
 }
 
@@ -197,7 +197,7 @@ fn a_rebuild_after_status_changes_serves_exactly_what_a_whole_build_does() {
             }
         }
         let refs: Vec<&MultiValueRecordSet> = sets.iter().collect();
-        let (index, next) = build_index_reusing(&refs, &zones(), 1, &built);
+        let (index, next) = build_index_reusing(&refs, &Feeds::default(), &zones(), 1, &built);
         let whole = build_index(&refs, &zones(), 1);
         assert_eq!(describe(&index), describe(&whole), "step {step}");
         quick_builds += usize::from(next.statuses_only());
@@ -213,7 +213,7 @@ fn a_rebuild_after_status_changes_serves_exactly_what_a_whole_build_does() {
 fn a_status_change_takes_the_quick_way_and_a_new_serial() {
     let mut rng = Lcg(3);
     let first = random_record_set(&mut rng, 0, 1);
-    let (_, built) = build_index_reusing(&[&first], &zones(), 1, &Built::default());
+    let (_, built) = build_index_reusing(&[&first], &Feeds::default(), &zones(), 1, &Built::default());
     assert_eq!(built.whole_build(), Some(WholeBuild::NoPreviousShape));
     let mut changed = first.clone();
     changed.status = Some(
@@ -221,7 +221,7 @@ fn a_status_change_takes_the_quick_way_and_a_new_serial() {
             .expect("status"),
     );
     changed.metadata.resource_version = Some("2".into());
-    let (index, built) = build_index_reusing(&[&changed], &zones(), 2, &built);
+    let (index, built) = build_index_reusing(&[&changed], &Feeds::default(), &zones(), 2, &built);
     assert!(built.statuses_only());
     assert_eq!(index.serial, 2);
     assert_eq!(
@@ -232,13 +232,13 @@ fn a_status_change_takes_the_quick_way_and_a_new_serial() {
     let mut edited = changed.clone();
     edited.metadata.generation = Some(2);
     edited.metadata.resource_version = Some("3".into());
-    let (_, built) = build_index_reusing(&[&edited], &zones(), 3, &built);
+    let (_, built) = build_index_reusing(&[&edited], &Feeds::default(), &zones(), 3, &built);
     assert_eq!(built.whole_build(), Some(WholeBuild::SpecChanged));
     // So does a record set added, and one removed.
     let second = random_record_set(&mut rng, 1, 1);
-    let (_, built) = build_index_reusing(&[&edited, &second], &zones(), 4, &built);
+    let (_, built) = build_index_reusing(&[&edited, &second], &Feeds::default(), &zones(), 4, &built);
     assert_eq!(built.whole_build(), Some(WholeBuild::RecordSetAddedOrRemoved));
-    let (_, built) = build_index_reusing(&[&edited], &zones(), 5, &built);
+    let (_, built) = build_index_reusing(&[&edited], &Feeds::default(), &zones(), 5, &built);
     assert_eq!(built.whole_build(), Some(WholeBuild::RecordSetAddedOrRemoved));
 }
 
