@@ -44,7 +44,10 @@ pub struct WatchConfig {
 pub async fn run(client: Client, config: WatchConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
     let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone(), shutdown.clone()));
     let changed = Arc::new(Notify::new());
-    let (record_sets, record_sets_listed) = (scoped_api::<Guarded>(&client, &config), Arc::new(AtomicBool::new(false)));
+    let (record_sets, record_sets_listed) = (
+        scoped_api::<Guarded>(&client, &config),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (slices, slices_listed) = (
         scoped_api::<MultiValueRecordSlice>(&client, &config),
         Arc::new(AtomicBool::new(false)),

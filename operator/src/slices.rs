@@ -70,7 +70,8 @@ fn plan_slices_of(record_set: &str, before: &SliceValues, wanted: &[ValueStatus]
             home.entry(identity(value)).or_insert(slice.as_str());
         }
     }
-    let mut contents: BTreeMap<String, Vec<ValueStatus>> = before.keys().map(|name| (name.clone(), Vec::new())).collect();
+    let mut contents: BTreeMap<String, Vec<ValueStatus>> =
+        before.keys().map(|name| (name.clone(), Vec::new())).collect();
     let mut homeless = Vec::new();
     for value in wanted {
         match home.get(&identity(value)) {
@@ -175,10 +176,7 @@ mod tests {
         let wanted = values(0..25);
         let plan = plan_slices_of("web", &SliceValues::new(), &wanted, 10);
         let sizes: Vec<(String, usize)> = plan.apply.iter().map(|(n, v)| (n.clone(), v.len())).collect();
-        assert_eq!(
-            sizes,
-            [("web-0".into(), 10), ("web-1".into(), 10), ("web-2".into(), 5)]
-        );
+        assert_eq!(sizes, [("web-0".into(), 10), ("web-1".into(), 10), ("web-2".into(), 5)]);
         assert!(plan.delete.is_empty());
         assert_eq!(all(&plan.after), wanted);
     }
@@ -207,7 +205,11 @@ mod tests {
         wanted.sort_by(|a, b| identity(a).cmp(&identity(b)));
         let plan = plan_slices_of("web", &before, &wanted, 10);
         let names: Vec<&str> = plan.apply.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["web-0", "web-2"], "web-0 takes one, the partial last slice the other");
+        assert_eq!(
+            names,
+            ["web-0", "web-2"],
+            "web-0 takes one, the partial last slice the other"
+        );
         assert_eq!(all(&plan.after), wanted);
     }
 
@@ -251,7 +253,10 @@ mod tests {
             // Each value that stays keeps its slice.
             for (name, values) in &plan.after {
                 for v in values {
-                    if let Some((old, _)) = slices.iter().find(|(_, vs)| vs.iter().any(|x| identity(x) == identity(v))) {
+                    if let Some((old, _)) = slices
+                        .iter()
+                        .find(|(_, vs)| vs.iter().any(|x| identity(x) == identity(v)))
+                    {
                         assert_eq!(old, name);
                     }
                 }

@@ -127,7 +127,10 @@ pub fn write_decision(
 /// reconcile reads (pods, health checks, the other record sets) triggers reconciles of
 /// its own, so reconciling the echo would only compute the same status again, at the
 /// moment the DNS replicas need the CPU to load that status.
-pub fn is_echo_of_own_write(record_set: &MultiValueRecordSet, last_written: Option<&MultiValueRecordSetStatus>) -> bool {
+pub fn is_echo_of_own_write(
+    record_set: &MultiValueRecordSet,
+    last_written: Option<&MultiValueRecordSetStatus>,
+) -> bool {
     last_written.is_some_and(|written| {
         record_set.status.as_ref() == Some(written) && written.observed_generation == record_set.metadata.generation
     })
@@ -321,13 +324,7 @@ impl WriterTask {
             &desired.status,
             self.slices.get(uid),
         );
-        match write_decision(
-            matches,
-            last.as_ref(),
-            &desired.status,
-            Instant::now(),
-            self.window,
-        ) {
+        match write_decision(matches, last.as_ref(), &desired.status, Instant::now(), self.window) {
             WriteDecision::UpToDate => {}
             WriteDecision::WaitForWindow(wait) => {
                 slot.pending = Some(desired);
@@ -465,7 +462,12 @@ async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Opti
         Some(known) => known,
         None if sliced || sliced_before => match list_slices(&slice_api, name, &desired.uid).await {
             Ok(listed) => listed,
-            Err(error) => return WriteOutcome { status: Err(error), slices: None },
+            Err(error) => {
+                return WriteOutcome {
+                    status: Err(error),
+                    slices: None,
+                };
+            }
         },
         None => SliceValues::new(),
     };
@@ -473,7 +475,10 @@ async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Opti
         // Back into the status: the status first, then the slices go.
         let status = write_status(&status_api, name, &desired.status).await;
         if status.is_err() {
-            return WriteOutcome { status, slices: Some(current) };
+            return WriteOutcome {
+                status,
+                slices: Some(current),
+            };
         }
         let emptied: Vec<String> = std::mem::take(&mut current).into_keys().collect();
         let slices = delete_slices(&slice_api, emptied).await.then_some(current);
@@ -492,7 +497,10 @@ async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Opti
         .await;
     if let Some(error) = writes.into_iter().find_map(Result::err) {
         // Some slices may be written and some not: list them before the next write.
-        return WriteOutcome { status: Err(error), slices: None };
+        return WriteOutcome {
+            status: Err(error),
+            slices: None,
+        };
     }
     // The emptied slices still exist, with their old values, until they are deleted.
     for (slice, values) in plan.after.iter() {
@@ -500,7 +508,10 @@ async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Opti
     }
     let status = write_status(&status_api, name, &summary(&desired.status, plan.after.len())).await;
     if status.is_err() {
-        return WriteOutcome { status, slices: Some(current) };
+        return WriteOutcome {
+            status,
+            slices: Some(current),
+        };
     }
     let slices = delete_slices(&slice_api, plan.delete).await.then_some(plan.after);
     WriteOutcome { status, slices }
@@ -539,7 +550,9 @@ async fn apply_slice(
         "spec": {"recordSet": record_set, "values": values},
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    within_timeout(api.patch(slice, &params, &Patch::Apply(&patch))).await.map(drop)
+    within_timeout(api.patch(slice, &params, &Patch::Apply(&patch)))
+        .await
+        .map(drop)
 }
 
 /// Deletes emptied slices; whether all are gone (a slice already gone counts as gone).
@@ -575,7 +588,12 @@ async fn list_slices(api: &Api<MultiValueRecordSlice>, record_set: &str, uid: &s
 }
 
 fn owned_by(slice: &MultiValueRecordSlice, uid: &str) -> bool {
-    slice.metadata.owner_references.iter().flatten().any(|owner| owner.uid == uid)
+    slice
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.uid == uid)
 }
 
 async fn within_timeout<T>(request: impl std::future::Future<Output = kube::Result<T>>) -> Result<T, Error> {

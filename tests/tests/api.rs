@@ -344,6 +344,7 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
         ("mvrs.spec.minHealthyPercent", "The panic threshold"),
         ("mvrs.spec.serviceRef", "A Service whose endpoints become values"),
         ("mvrs.status.priorities", "The failover tiers"),
+        ("mvrs.status.slices", "MultiValueRecordSlice"),
     ] {
         let explain = env.kubectl(&["explain", field]).await?;
         assert!(explain.contains(phrase), "{field}: {explain}");
@@ -353,7 +354,7 @@ async fn kubectl_shows_columns_and_field_docs() -> Result<()> {
     assert_eq!(
         header,
         [
-            "NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "TIERS", "PANIC", "AGE"
+            "NAME", "DNS", "NAME", "TYPE", "HEALTHY", "TOTAL", "READY", "TIERS", "PANIC", "SLICES", "AGE"
         ],
         "{wide}"
     );

@@ -82,11 +82,7 @@ pub struct Feeds {
 impl Feeds {
     /// Works out the feeds for `record_sets` from the slices a server holds, keeping
     /// from `previous` the feed of a record set whose slices have not all arrived.
-    pub fn join(
-        record_sets: &[Arc<Guarded>],
-        slices: &[Arc<MultiValueRecordSlice>],
-        previous: &Feeds,
-    ) -> Self {
+    pub fn join(record_sets: &[Arc<Guarded>], slices: &[Arc<MultiValueRecordSlice>], previous: &Feeds) -> Self {
         let mut by_owner: HashMap<(&str, &str), Vec<&Arc<MultiValueRecordSlice>>> = HashMap::new();
         for slice in slices {
             let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
@@ -174,15 +170,13 @@ mod tests {
             .iter()
             .map(|v| json!({"value": v, "healthy": true, "source": "static/0"}))
             .collect();
-        Arc::new(kube::core::DeserializeGuard(Ok(
-            serde_json::from_value(json!({
-                "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
-                "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web", "resourceVersion": rv},
-                "spec": {"name": "web.example.internal.", "type": "A", "podSelector": {}},
-                "status": {"values": values, "slices": slices},
-            }))
-            .expect("record set"),
-        )))
+        Arc::new(kube::core::DeserializeGuard(Ok(serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSet",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web", "resourceVersion": rv},
+            "spec": {"name": "web.example.internal.", "type": "A", "podSelector": {}},
+            "status": {"values": values, "slices": slices},
+        }))
+        .expect("record set"))))
     }
 
     fn slice(namespace: &str, name: &str, rv: &str, values: &[&str]) -> Arc<MultiValueRecordSlice> {
@@ -232,7 +226,10 @@ mod tests {
         let feeds = Feeds::join(std::slice::from_ref(&moved), &partial, &feeds);
         assert_eq!(served(&feeds, &moved), ["10.0.0.1", "10.0.0.2"]);
         // Both arrived: the slices are served.
-        let whole = [partial[0].clone(), slice("shop", "web-1", "6", &["10.0.0.2", "10.0.0.3"])];
+        let whole = [
+            partial[0].clone(),
+            slice("shop", "web-1", "6", &["10.0.0.2", "10.0.0.3"]),
+        ];
         let feeds = Feeds::join(std::slice::from_ref(&moved), &whole, &feeds);
         assert_eq!(served(&feeds, &moved), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
         // More slices than counted (an emptied one not yet deleted): complete.
@@ -248,8 +245,16 @@ mod tests {
     #[test]
     fn the_feed_version_follows_every_slice() {
         let rs = record_set("1", &[], Some(1));
-        let one = Feeds::join(std::slice::from_ref(&rs), &[slice("shop", "web-0", "1", &["10.0.0.1"])], &Feeds::default());
-        let two = Feeds::join(std::slice::from_ref(&rs), &[slice("shop", "web-0", "2", &["10.0.0.2"])], &one);
+        let one = Feeds::join(
+            std::slice::from_ref(&rs),
+            &[slice("shop", "web-0", "1", &["10.0.0.1"])],
+            &Feeds::default(),
+        );
+        let two = Feeds::join(
+            std::slice::from_ref(&rs),
+            &[slice("shop", "web-0", "2", &["10.0.0.2"])],
+            &one,
+        );
         let rs = rs.0.as_ref().expect("readable");
         assert_ne!(one.version_of(rs), two.version_of(rs));
     }

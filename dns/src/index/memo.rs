@@ -133,7 +133,11 @@ fn source(rs: &MultiValueRecordSet, feeds: &Feeds) -> Source {
 /// Whether `sets` are exactly the record sets `sources` were taken from (never, when one
 /// of them has no uid or resourceVersion).
 fn same_sources(sources: &[Source], sets: &[&MultiValueRecordSet], feeds: &Feeds) -> bool {
-    sources.len() == sets.len() && sources.iter().zip(sets).all(|(source, rs)| is_source(source, rs, feeds))
+    sources.len() == sets.len()
+        && sources
+            .iter()
+            .zip(sets)
+            .all(|(source, rs)| is_source(source, rs, feeds))
 }
 
 fn is_source(source: &Source, rs: &MultiValueRecordSet, feeds: &Feeds) -> bool {

@@ -82,7 +82,9 @@ pub fn slice_crd_yaml() -> String {
     as_generated_yaml(MultiValueRecordSlice::crd())
 }
 
-fn as_generated_yaml(crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
+fn as_generated_yaml(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
     let mut crd = serde_json::to_value(crd).expect("a CRD always serialises");
     drop_unsigned_formats(&mut crd);
     let yaml = serde_yaml::to_string(&crd).expect("a CRD always serialises");
