@@ -57,23 +57,17 @@ pub const RECORD_SET_LABEL: &str = "mvdns.io/record-set";
 pub const SLICE_CAPACITY: usize = 100;
 
 /// Whether `slice` holds values of `record_set`: the same namespace, the record set's
-/// label and name, and an owner reference with its uid. A slice that fails any of
-/// these (forged in another namespace, or left by an earlier object of the same name)
-/// is not this record set's.
+/// name in `spec.recordSet`, and an owner reference with its uid. A slice that fails
+/// any of these (forged in another namespace, or left by an earlier object of the same
+/// name) is not this record set's. The label is not asked for: a name longer than a
+/// label value (63 characters) goes without it.
 pub fn belongs_to(slice: &MultiValueRecordSlice, record_set: &MultiValueRecordSet) -> bool {
     let name = record_set.metadata.name.as_deref();
     let (Some(name), Some(uid)) = (name, record_set.metadata.uid.as_deref()) else {
         return false;
     };
-    let labelled = slice
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(RECORD_SET_LABEL))
-        .is_some_and(|label| label == name);
     slice.metadata.namespace.is_some()
         && slice.metadata.namespace == record_set.metadata.namespace
-        && labelled
         && slice.spec.record_set == name
         && slice
             .metadata
@@ -146,9 +140,9 @@ mod tests {
         assert!(!belongs_to(&slice("other", "web", "web", "uid-1"), &web));
         // Left by an earlier record set of the same name.
         assert!(!belongs_to(&slice("shop", "web", "web", "uid-0"), &web));
-        // The label or the spec naming another record set.
-        assert!(!belongs_to(&slice("shop", "api", "web", "uid-1"), &web));
+        // The spec naming another record set (the label alone does not count).
         assert!(!belongs_to(&slice("shop", "web", "api", "uid-1"), &web));
+        assert!(belongs_to(&slice("shop", "api", "web", "uid-1"), &web));
         // No owner at all.
         let mut orphan = slice("shop", "web", "web", "uid-1");
         orphan.metadata.owner_references = None;
