@@ -325,7 +325,7 @@ can_i no "$op" create pods --subresource=eviction -A
 for verb in list watch; do can_i yes "$op" "$verb" endpointslices.discovery.k8s.io -A; done
 for verb in get create update patch delete; do can_i no "$op" "$verb" endpointslices.discovery.k8s.io -A; done
 can_i no "$dns" list endpointslices.discovery.k8s.io -A
-for verb in list patch delete; do can_i yes "$op" "$verb" "$MVSLICE" -A; done
+for verb in list create patch delete; do can_i yes "$op" "$verb" "$MVSLICE" -A; done
 for verb in watch update deletecollection; do can_i no "$op" "$verb" "$MVSLICE" -A; done
 can_i yes "$op" create events.events.k8s.io -n "$RB_OTHER"
 can_i yes "$op" patch events.events.k8s.io -n "$RB_OTHER"
@@ -365,6 +365,7 @@ can_i yes "$sop" watch endpointslices.discovery.k8s.io -n "$RB_APPS"
 can_i no "$sop" list endpointslices.discovery.k8s.io -n "$RB_OTHER"
 can_i no "$sop" list "$MVRS" -A
 can_i yes "$sop" patch "$MVSLICE" -n "$RB_APPS"
+can_i yes "$sop" create "$MVSLICE" -n "$RB_APPS"
 can_i no "$sop" patch "$MVSLICE" -n "$RB_OTHER"
 can_i yes "$sdns" watch "$MVSLICE" -n "$RB_APPS"
 can_i no "$sdns" watch "$MVSLICE" -n "$RB_OTHER"

@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -101,4 +101,33 @@ pub async fn dig(server: SocketAddr, args: &[&str]) -> Result<String> {
         .await
         .context("dig is missing: hack/deps.sh installs dnsutils")?;
     Ok(String::from_utf8(output.stdout)?)
+}
+
+/// What a client saw while asking one name over and over.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub queries: u32,
+    pub wrong: Vec<String>,
+}
+
+/// Asks `ask` every few milliseconds until `stop`, checking each answer with `is_right`.
+pub fn keep_asking(
+    server: SocketAddr,
+    ask: Ask,
+    stop: Arc<AtomicBool>,
+    is_right: impl Fn(&hickory_proto::op::Message) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<Observed> {
+    tokio::spawn(async move {
+        let mut seen = Observed::default();
+        while !stop.load(Ordering::Acquire) {
+            seen.queries += 1;
+            match udp(server, &ask).await {
+                Ok(response) if is_right(&response) => {}
+                Ok(response) => seen.wrong.push(response.to_string()),
+                Err(error) => seen.wrong.push(format!("no answer: {error}")),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    })
 }

@@ -88,6 +88,20 @@ impl TestEnv {
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         Ok((out.status.success(), text(out.stdout), text(out.stderr)))
     }
+
+    /// Runs `hack/testenv.sh COMMAND` on this control plane (`apiserver-stop`,
+    /// `apiserver-start`, `etcd-compact`).
+    pub async fn testenv_command(&self, command: &str) -> Result<()> {
+        let status = tokio::process::Command::new(workspace_root().join("hack/testenv.sh"))
+            .arg(command)
+            .env("MVDNS_TESTENV_DIR", &self.dir)
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("hack/testenv.sh {command} failed");
+        }
+        Ok(())
+    }
 }
 
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {

@@ -363,8 +363,8 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
     wait_answer(dns.address, &checked, LIMIT, |m| answer_data(m) == both).await?;
     let lists_before = dns.shared.metrics.watch_lists.get();
 
-    testenv_command(&env, "apiserver-stop").await?;
-    testenv_command(&env, "etcd-compact").await?;
+    env.testenv_command("apiserver-stop").await?;
+    env.testenv_command("etcd-compact").await?;
     let outage = Duration::from_secs(60);
     let started = Instant::now();
     let (mut answered, mut wrong, mut failed) = (0u32, Vec::new(), false);
@@ -390,7 +390,7 @@ async fn keeps_answering_while_the_api_server_is_down() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    testenv_command(&env, "apiserver-start").await?;
+    env.testenv_command("apiserver-start").await?;
     let returned = Instant::now();
     println!(
         "answered {answered} queries during the 60 s outage, {} wrong",
@@ -497,14 +497,14 @@ async fn watch_interruptions_recover_without_an_outage_or_a_leak() -> Result<()>
     let mut rss_after_round = Vec::new();
     for round in 1..=3 {
         let lists_before = metric_value(&dns.metrics().await?, "mvdns_dns_watch_lists_total");
-        testenv_command(&env, "apiserver-stop").await?;
-        testenv_command(&env, "etcd-compact").await?;
+        env.testenv_command("apiserver-stop").await?;
+        env.testenv_command("etcd-compact").await?;
         let down = Instant::now();
         while down.elapsed() < Duration::from_secs(3) {
             ask_all().await?;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        testenv_command(&env, "apiserver-start").await?;
+        env.testenv_command("apiserver-start").await?;
         // Until the DNS server has listed again (its watch retries at most 4 s apart).
         let back = Instant::now();
         while metric_value(&dns.metrics().await?, "mvdns_dns_watch_lists_total") <= lists_before {
@@ -588,18 +588,6 @@ async fn a_starting_replica_never_denies_an_existing_name() -> Result<()> {
         dns.stop().await;
     }
     operator.stop().await;
-    Ok(())
-}
-
-async fn testenv_command(env: &TestEnv, command: &str) -> Result<()> {
-    let status = tokio::process::Command::new(workspace_root().join("hack/testenv.sh"))
-        .arg(command)
-        .env("MVDNS_TESTENV_DIR", &env.dir)
-        .status()
-        .await?;
-    if !status.success() {
-        bail!("hack/testenv.sh {command} failed");
-    }
     Ok(())
 }
 

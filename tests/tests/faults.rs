@@ -31,35 +31,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// What a client saw while asking one name over and over.
-#[derive(Debug, Default)]
-struct Observed {
-    queries: u32,
-    wrong: Vec<String>,
-}
-
-/// Asks `ask` every few milliseconds until `stop`, checking each answer with `is_right`.
-fn keep_asking(
-    server: std::net::SocketAddr,
-    ask: Ask,
-    stop: Arc<AtomicBool>,
-    is_right: impl Fn(&hickory_proto::op::Message) -> bool + Send + 'static,
-) -> tokio::task::JoinHandle<Observed> {
-    tokio::spawn(async move {
-        let mut seen = Observed::default();
-        while !stop.load(Ordering::Acquire) {
-            seen.queries += 1;
-            match udp(server, &ask).await {
-                Ok(response) if is_right(&response) => {}
-                Ok(response) => seen.wrong.push(response.to_string()),
-                Err(error) => seen.wrong.push(format!("no answer: {error}")),
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        seen
-    })
-}
-
 /// The leader is killed in the middle of a burst of readiness changes, with a standby
 /// waiting. Throughout: a name whose pods never change keeps exactly its answer; the
 /// bursting name never answers empty or with a value it does not have; a value whose

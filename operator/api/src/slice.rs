@@ -9,9 +9,11 @@
 //! ([`crate::MultiValueRecordSetStatus::slices`]); the DNS servers watch the slices.
 //!
 //! Which slices belong to which record set is one pure rule ([`belongs_to`]) that the
-//! operator and the DNS server both apply: same namespace, the record set's label, and
-//! an owner reference with the record set's uid. A slice in another namespace, or one
-//! left from an earlier object of the same name, is never served.
+//! operator and the DNS server both apply: same namespace, `spec.recordSet` naming the
+//! record set, and an owner reference with the record set's uid. A slice in another
+//! namespace, or one left from an earlier object of the same name, is never served.
+//! The label [`RECORD_SET_LABEL`] is only for `kubectl get -l` and for listing; record
+//! set names longer than a label value (63 characters) go without it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{CustomResource, KubeSchema, Resource};
