@@ -86,6 +86,7 @@ pub async fn run(
         recorder,
         metrics.clone(),
         config.coalesce,
+        config.max_status_values,
         reconcile_again,
         stop.clone(),
     );

@@ -77,6 +77,9 @@ pub struct OperatorConfig {
     pub tenant_limits: TenantLimits,
     /// Watch record sets and pods in these namespaces only (`--namespace`); empty: all.
     pub namespaces: Vec<String>,
+    /// A record set with more values than this is served from `MultiValueRecordSlice`s
+    /// (`--max-status-values`; default [`slices::DEFAULT_MAX_STATUS_VALUES`]).
+    pub max_status_values: usize,
 }
 
 /// State shared with the admin server.

@@ -11,6 +11,7 @@ use mvdns_api::zones::PublishRules;
 use mvdns_operator::health::limits::TenantLimits;
 use mvdns_operator::health::policy::ProbePolicy;
 use mvdns_operator::leader::LeaseConfig;
+use mvdns_operator::slices::DEFAULT_MAX_STATUS_VALUES;
 use mvdns_operator::{Health, OperatorConfig};
 use mvdns_runtime::{CommonArgs, admin};
 
@@ -87,6 +88,13 @@ struct Args {
     /// Health-check probes in flight at most; a slow endpoint holds one slot until its timeout.
     #[arg(long, env = "MVDNS_PROBE_CONCURRENCY", default_value_t = 256)]
     probe_concurrency: usize,
+    /// A record set with more values than this is served from MultiValueRecordSlices of at
+    /// most 100 values each (a change rewrites one slice), its status keeping the counts.
+    /// A high bound brings back the status feed (the whole set rewritten on every change,
+    /// refused by etcd past about 15,000 values); the benchmarks compare the two.
+    #[arg(long, env = "MVDNS_MAX_STATUS_VALUES", default_value_t = DEFAULT_MAX_STATUS_VALUES as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_status_values: u32,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -125,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--zone/--restrict-zone: {e}"))?,
         probe_policy,
         namespaces: args.namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
+        max_status_values: args.max_status_values as usize,
         tenant_limits: TenantLimits {
             max_checks_per_namespace: args.probe_max_checks_per_namespace,
             probes_per_second_per_namespace: args.probe_rate_per_namespace.max(0.0),

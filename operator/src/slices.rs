@@ -1,9 +1,10 @@
 //! Pure: how a big record set's values are spread over `MultiValueRecordSlice`s, and
 //! which slices a change rewrites (the EndpointSlice controller's rules, simplified).
 //!
-//! - A record set is served from slices once it has more values than one slice holds,
-//!   and back from its status once it has half as many ([`use_slices`]; the gap keeps
-//!   a name near the bound from moving back and forth).
+//! - A record set is served from slices once it has more values than its status may
+//!   hold (by default [`DEFAULT_MAX_STATUS_VALUES`], one slice's worth), and back from
+//!   its status once it has half as many ([`use_slices`]; the gap keeps a name near the
+//!   bound from moving back and forth).
 //! - A value stays in the slice that holds it for as long as it exists: a change
 //!   rewrites only the slices whose values changed, and no value ever moves between
 //!   slices. So every state the slices pass through while a change is written, in any
@@ -31,10 +32,16 @@ fn identity(value: &ValueStatus) -> Identity<'_> {
     (value.value.as_str(), value.port)
 }
 
+/// The most values a record set's status holds before they go into slices: one slice's
+/// worth, so a status stays a few kilobytes. (`--max-status-values` raises it; a high
+/// bound brings back the status feed, one write of the whole set per change, which the
+/// benchmarks compare against.)
+pub const DEFAULT_MAX_STATUS_VALUES: usize = SLICE_CAPACITY;
+
 /// Whether a record set with `total` values is served from slices, given whether it is
-/// now.
-pub fn use_slices(total: usize, sliced_now: bool) -> bool {
-    total > SLICE_CAPACITY || (sliced_now && total > SLICE_CAPACITY / 2)
+/// now and how many values its status may hold.
+pub fn use_slices(total: usize, sliced_now: bool, max_status_values: usize) -> bool {
+    total > max_status_values || (sliced_now && total > max_status_values / 2)
 }
 
 /// The writes that take a record set's slices from `before` to hold `wanted`.
@@ -165,10 +172,13 @@ mod tests {
 
     #[test]
     fn the_feed_moves_to_slices_above_one_slice_and_back_at_half() {
-        assert!(!use_slices(SLICE_CAPACITY, false));
-        assert!(use_slices(SLICE_CAPACITY + 1, false));
-        assert!(use_slices(SLICE_CAPACITY / 2 + 1, true));
-        assert!(!use_slices(SLICE_CAPACITY / 2, true));
+        let max = DEFAULT_MAX_STATUS_VALUES;
+        assert!(!use_slices(max, false, max));
+        assert!(use_slices(max + 1, false, max));
+        assert!(use_slices(max / 2 + 1, true, max));
+        assert!(!use_slices(max / 2, true, max));
+        // A higher bound keeps 10,000 values in the status (the status feed).
+        assert!(!use_slices(10_000, false, 1_000_000));
     }
 
     #[test]

@@ -160,6 +160,7 @@ impl StatusWriter {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         window: Duration,
+        max_status_values: usize,
         reconcile_again: mpsc::UnboundedSender<ObjectRef<Guarded>>,
         stop: CancellationToken,
     ) -> Self {
@@ -169,6 +170,7 @@ impl StatusWriter {
             client,
             metrics,
             window,
+            max_status_values,
             reconcile_again,
             written: written.clone(),
             recorder: recorder.clone(),
@@ -255,6 +257,8 @@ struct WriterTask {
     client: kube::Client,
     metrics: Arc<Metrics>,
     window: Duration,
+    /// Above this many values a record set is served from slices (`use_slices`).
+    max_status_values: usize,
     reconcile_again: mpsc::UnboundedSender<ObjectRef<Guarded>>,
     written: Arc<RwLock<HashMap<String, Written>>>,
     recorder: Recorder,
@@ -323,6 +327,7 @@ impl WriterTask {
             desired.stored.as_ref(),
             &desired.status,
             self.slices.get(uid),
+            self.max_status_values,
         );
         match write_decision(matches, last.as_ref(), &desired.status, Instant::now(), self.window) {
             WriteDecision::UpToDate => {}
@@ -338,8 +343,9 @@ impl WriterTask {
                 slot.in_flight = true;
                 let client = self.client.clone();
                 let slices = self.slices.remove(uid);
+                let max_status_values = self.max_status_values;
                 self.in_flight.spawn(async move {
-                    let outcome = write_record_set(&client, &desired, slices).await;
+                    let outcome = write_record_set(&client, &desired, slices, max_status_values).await;
                     (desired, outcome)
                 });
             }
@@ -412,9 +418,10 @@ fn stored_matches(
     stored: Option<&MultiValueRecordSetStatus>,
     new: &MultiValueRecordSetStatus,
     slices: Option<&SliceValues>,
+    max_status_values: usize,
 ) -> bool {
     let sliced_now = sliced_now(stored, slices);
-    if !use_slices(new.values.len(), sliced_now) {
+    if !use_slices(new.values.len(), sliced_now, max_status_values) {
         return stored == Some(new) && slices.is_none_or(SliceValues::is_empty);
     }
     let Some(slices) = slices else { return false };
@@ -451,13 +458,18 @@ const SLICE_WRITES_IN_PARALLEL: usize = 8;
 /// Writes one record set's status, and its slices when it is served from them, in the
 /// order that never takes a value from a DNS server that the old and the new state
 /// share (see the module's comment). `slices` is what the writer knows of them.
-async fn write_record_set(client: &kube::Client, desired: &Desired, slices: Option<SliceValues>) -> WriteOutcome {
+async fn write_record_set(
+    client: &kube::Client,
+    desired: &Desired,
+    slices: Option<SliceValues>,
+    max_status_values: usize,
+) -> WriteOutcome {
     let namespace = desired.record_set.namespace.as_deref().unwrap_or_default();
     let name = &desired.record_set.name;
     let status_api: Api<MultiValueRecordSet> = Api::namespaced(client.clone(), namespace);
     let slice_api: Api<MultiValueRecordSlice> = Api::namespaced(client.clone(), namespace);
     let sliced_before = sliced_now(desired.stored.as_ref(), slices.as_ref());
-    let sliced = use_slices(desired.status.values.len(), sliced_before);
+    let sliced = use_slices(desired.status.values.len(), sliced_before, max_status_values);
     let mut current = match slices {
         Some(known) => known,
         None if sliced || sliced_before => match list_slices(&slice_api, name, &desired.uid).await {
@@ -710,7 +722,15 @@ mod tests {
             let recorder = Recorder::new(client.clone(), Reporter::from("test"));
             let (again, requested) = mpsc::unbounded_channel();
             let stop = CancellationToken::new();
-            let writer = StatusWriter::start(client, recorder, Arc::default(), WINDOW, again, stop.clone());
+            let writer = StatusWriter::start(
+                client,
+                recorder,
+                Arc::default(),
+                WINDOW,
+                DEFAULT_MAX_STATUS_VALUES,
+                again,
+                stop.clone(),
+            );
             (writer, handle, requested, stop)
         }
 

@@ -25,7 +25,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use mvdns_tests::dns::{Ask, UdpAsker, answer_data};
+use mvdns_tests::bench::*;
+use mvdns_tests::dns::Ask;
 use mvdns_tests::operator::{apply_record_set, metric_value};
 use mvdns_tests::process::{Process, free_port, proc_status_kib};
 use mvdns_tests::*;
@@ -48,8 +48,6 @@ const PROBES: usize = 8;
 /// DNS replicas on each path: the chart's default for mvdns, and kubeadm's for CoreDNS,
 /// so that "every replica answers" means the same on both.
 const REPLICAS: usize = 2;
-/// How often each DNS server is asked while a flip converges.
-const POLL: Duration = Duration::from_millis(1);
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -81,7 +79,7 @@ async fn main() -> Result<()> {
                 .on_node(&format!("kwok-node-{}", i % 3))
         })
         .collect();
-    create_many(&pod_api, &background).await?;
+    create_many(&pod_api, &background, 2000).await?;
     let probes: Vec<PodSpec> = (0..PROBES)
         .map(|i| {
             PodSpec::new(format!("probe-{i}"))
@@ -122,7 +120,7 @@ async fn main() -> Result<()> {
     let mut coredns_addresses = Vec::new();
     let mut coredns_processes = Vec::new();
     for i in 0..REPLICAS {
-        let (address, process) = start_coredns(&env, &coredns, i).await?;
+        let (address, process) = start_coredns(&env, &coredns, &format!("convergence-coredns-{i}")).await?;
         coredns_addresses.push(address);
         coredns_processes.push(process);
     }
@@ -276,10 +274,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 /// The size of a record set's status as JSON, in bytes.
 async fn status_bytes(sets: &Api<mvdns_api::MultiValueRecordSet>, name: &str) -> Result<usize> {
     let set = sets.get(name).await?;
@@ -341,43 +335,10 @@ async fn churn(pods: &Api<Pod>, background: usize, per_second: u32, operator: &P
     Ok(())
 }
 
-/// A histogram's sum and count, summed over the series whose line contains every filter.
-#[derive(Clone, Copy, Debug, Default)]
-struct Mean {
-    sum: f64,
-    count: f64,
-}
-
-impl Mean {
-    fn of(text: &str, filters: &[&str]) -> Self {
-        let mut mean = Self::default();
-        for line in text.lines().filter(|l| filters.iter().all(|f| l.contains(f))) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else { continue };
-            let name = series.split('{').next().unwrap_or_default();
-            if name.ends_with("_sum") {
-                mean.sum += value;
-            } else if name.ends_with("_count") {
-                mean.count += value;
-            }
-        }
-        mean
-    }
-
-    /// The mean in milliseconds of what was observed after `before`.
-    fn since(&self, before: &Self) -> f64 {
-        1000.0 * (self.sum - before.sum) / (self.count - before.count)
-    }
-}
-
 /// The API server's handling time of the operator's status applies and of the
 /// EndpointSlice controller's slice writes (`apiserver_request_duration_seconds`).
 async fn apiserver_write_means(admin: &kube::Client) -> Result<[Mean; 2]> {
-    let text = admin
-        .request_text(http::Request::get("/metrics").body(Vec::new())?)
-        .await?;
+    let text = apiserver_metrics(admin).await?;
     let duration = "apiserver_request_duration_seconds_";
     Ok([
         Mean::of(
@@ -485,94 +446,4 @@ where
         }
     });
     Ok(seen)
-}
-
-/// Creates pods without waiting for each: KWOK makes them Ready meanwhile.
-async fn create_many(pods: &Api<Pod>, specs: &[PodSpec]) -> Result<()> {
-    for chunk in specs.chunks(50) {
-        let creates = chunk.iter().map(|spec| async move {
-            pods.create(&PostParams::default(), &spec.to_pod()?).await?;
-            anyhow::Ok(())
-        });
-        futures::future::try_join_all(creates).await?;
-    }
-    Ok(())
-}
-
-/// Polls every server, each on its own loop, every millisecond until its answer is
-/// exactly `expected`; returns when each one first got there. The loops run side by
-/// side, so one server's time does not include waiting on another's reply.
-async fn wait_all(
-    servers: &[(SocketAddr, &Ask)],
-    expected: &BTreeSet<String>,
-    limit: Duration,
-) -> Result<Vec<Instant>> {
-    let deadline = Instant::now() + limit;
-    let loops = servers
-        .iter()
-        .map(|(address, ask)| until_answer(*address, ask, expected, deadline));
-    futures::future::try_join_all(loops).await
-}
-
-/// Asks one server every `POLL` until its answer is exactly `expected`.
-async fn until_answer(
-    address: SocketAddr,
-    ask: &Ask,
-    expected: &BTreeSet<String>,
-    deadline: Instant,
-) -> Result<Instant> {
-    let asker = UdpAsker::new(address).await?;
-    loop {
-        // A server still starting (CoreDNS waits for its first list) does not answer yet.
-        let answer = asker.ask(ask).await;
-        if let Ok(answer) = &answer
-            && answer_data(answer).into_iter().collect::<BTreeSet<_>>() == *expected
-        {
-            tracing::debug!(%address, "answer converged");
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            let last = answer.map(|a| answer_data(&a));
-            bail!("{address} did not answer {expected:?} in time; last: {last:?}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// CoreDNS with the kubernetes plugin (no cache, as the comparison is about the data
-/// path) on a free loopback port, reading the API server with the admin kubeconfig.
-/// Replica `index` has its own Corefile and log.
-async fn start_coredns(env: &TestEnv, binary: &str, index: usize) -> Result<(SocketAddr, tokio::process::Child)> {
-    let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port();
-    let corefile = format!(
-        ".:{port} {{\n    bind 127.0.0.1\n    kubernetes cluster.local {{\n        kubeconfig {}\n        ttl 0\n    }}\n}}\n",
-        env.admin_kubeconfig().display()
-    );
-    let path = env.dir.join(format!("convergence-{index}.Corefile"));
-    std::fs::write(&path, corefile)?;
-    let child = tokio::process::Command::new(binary)
-        .arg("-conf")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(
-            env.dir.join(format!("convergence-coredns-{index}.log")),
-        )?)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting CoreDNS")?;
-    Ok(((Ipv4Addr::LOCALHOST, port).into(), child))
-}
-
-/// The first and the last of some replicas' times.
-fn first_and_last(times: &[Instant]) -> Option<[Instant; 2]> {
-    Some([*times.iter().min()?, *times.iter().max()?])
-}
-
-/// p50, p90, p99 and the maximum, in milliseconds (nearest rank).
-fn percentiles(times: &mut [Duration]) -> [f64; 4] {
-    times.sort();
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
-    [at(0.5), at(0.9), at(0.99), at(1.0)]
 }

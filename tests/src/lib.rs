@@ -5,6 +5,7 @@
 //! because a kube `Client` is tied to the tokio runtime it was created in, and every
 //! `#[tokio::test]` has its own.
 
+pub mod bench;
 pub mod dns;
 pub mod endpoints;
 pub mod operator;
@@ -209,6 +210,7 @@ pub struct PodSpec {
     pub labels: BTreeMap<String, String>,
     pub node: String,
     pub ports: Vec<(String, u16)>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl PodSpec {
@@ -218,7 +220,12 @@ impl PodSpec {
             labels: BTreeMap::new(),
             node: "kwok-node-0".into(),
             ports: Vec::new(),
+            annotations: BTreeMap::new(),
         }
+    }
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
     }
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.into(), value.into());
@@ -240,7 +247,7 @@ impl PodSpec {
             .map(|(n, p)| json!({"name": n, "containerPort": p}))
             .collect();
         Ok(serde_json::from_value(json!({
-            "metadata": {"name": self.name, "labels": self.labels},
+            "metadata": {"name": self.name, "labels": self.labels, "annotations": self.annotations},
             "spec": {
                 // Bound directly to a fake node: KWOK needs no scheduler for these.
                 "nodeName": self.node,

@@ -79,6 +79,7 @@ impl RunningOperator {
             probe_policy: test_probe_policy(),
             tenant_limits: TenantLimits::default(),
             namespaces: Vec::new(),
+            max_status_values: mvdns_operator::slices::DEFAULT_MAX_STATUS_VALUES,
         };
         configure(&mut config);
         let shutdown = CancellationToken::new();

@@ -136,12 +136,7 @@ impl Process {
 
     /// User plus system CPU time so far, in seconds.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(") ").context("/proc stat")?.1.split(' ').collect();
-        let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("/proc stat field")?.parse::<f64>()?) };
-        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-        Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+        cpu_seconds_of(self.pid()?)
     }
 
     /// The metrics text the admin port serves.
@@ -260,6 +255,16 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`).
+/// The CPU time (user and system) process `pid` has used, in seconds.
+pub fn cpu_seconds_of(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(") ").context("/proc stat")?.1.split(' ').collect();
+    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("/proc stat field")?.parse::<f64>()?) };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
 pub fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
