@@ -2,11 +2,12 @@
 # The benchmark suite, one command: query throughput against Knot DNS, NSD, stock
 # hickory-dns and CoreDNS (hack/bench-dns.sh), then convergence, memory, CPU and status
 # writes under churn at each cluster size against CoreDNS's kubernetes plugin
-# (hack/bench-convergence.sh), one table at the end, and the charts in docs/.
+# (hack/bench-convergence.sh), then one name over many pods against CoreDNS's headless
+# Service (hack/bench-big-name.sh), one table at the end, and the charts in docs/.
 # A measurement, never a test: nothing here fails on a slow figure. See BENCHMARKS.md.
 #   hack/bench.sh                 defaults: 15 s per dnsperf run; 1,000 and 10,000 pods
 #   MVDNS_BENCH_SECONDS=15 MVDNS_BENCH_SIZES="1000 10000" MVDNS_BENCH_FLIPS=400 \
-#   MVDNS_BENCH_CHURN=100 hack/bench.sh
+#   MVDNS_BENCH_CHURN=100 MVDNS_BENCH_BIG_SIZES="100 1000 10000 50000" hack/bench.sh
 # First run: installs dnsperf, knot, nsd (apt), builds hickory-dns (cargo install, cached),
 # CoreDNS (Go module, cached), matplotlib (PyPI venv, cached) and, if needed, the
 # Kubernetes binaries (cached); each step says what it is doing.
@@ -18,6 +19,7 @@ SECONDS_PER_RUN=${MVDNS_BENCH_SECONDS:-15}
 SIZES=${MVDNS_BENCH_SIZES:-1000 10000}
 FLIPS=${MVDNS_BENCH_FLIPS:-400}
 CHURN=${MVDNS_BENCH_CHURN:-100}
+BIG_SIZES=${MVDNS_BENCH_BIG_SIZES:-100 1000 10000 50000}
 W="$ROOT/target/bench"
 mkdir -p "$W"
 started=$(date +%s)
@@ -26,10 +28,10 @@ started=$(date +%s)
 PLOT_PYTHON=$(plot_python)
 # Each part builds the release binaries it runs (a no-op after the first).
 
-log "part 1 of 2: query throughput (hack/bench-dns.sh, ${SECONDS_PER_RUN} s per run)"
+log "part 1 of 3: query throughput (hack/bench-dns.sh, ${SECONDS_PER_RUN} s per run)"
 "$ROOT/hack/bench-dns.sh" "$SECONDS_PER_RUN" | tee "$W/dns-table.md"
 
-log "part 2 of 2: convergence, resources and churn at: $SIZES pods"
+log "part 2 of 3: convergence, resources and churn at: $SIZES pods"
 printf 'pods\tpath\tflips\tp50_ms\tp90_ms\tp99_ms\tmax_ms\tstatus_writes\n' >"$W/convergence.tsv"
 : >"$W/resources.txt"
 : >"$W/churn.txt"
@@ -44,6 +46,11 @@ for size in $SIZES; do
   grep '^RESULT resources' "$W/convergence-$size.txt" >>"$W/resources.txt" || die "no resource figures at $size pods"
   grep '^RESULT churn' "$W/convergence-$size.txt" >>"$W/churn.txt" || true
 done
+
+log "part 3 of 3: one name over $BIG_SIZES pods (hack/bench-big-name.sh)"
+"$ROOT/hack/bench-big-name.sh" "$BIG_SIZES" 100 "$CHURN"
+grep '^RESULT bigname' "$W/big-name.txt" >"$W/big-name-results.txt" || die "no big-name figures"
+grep '^RESULT bigchurn' "$W/big-name.txt" >"$W/big-churn-results.txt" || true
 
 "$PLOT_PYTHON" "$ROOT/hack/plot-bench.py" convergence "$W/convergence.tsv" "$ROOT/docs/bench-convergence.png" \
   || die "plotting failed"
@@ -83,6 +90,18 @@ kv() {
   echo "| pods | flips | flips/s | status writes | writes/s | writes per flip | operator CPU % | DNS CPU % | operator RSS MiB |"
   echo "|------|-------|---------|---------------|----------|-----------------|----------------|-----------|------------------|"
   kv "$W/churn.txt" pods flips flips_per_s status_writes writes_per_s writes_per_flip operator_cpu_pct dns_cpu_pct operator_rss_mib
+  echo
+  echo "### One name over many pods: a flip of one value -> every replica's answer (ms), beside CoreDNS's headless Service"
+  echo
+  echo "| pods | feed | flips | mvdns p50 | mvdns p99 | CoreDNS p50 | CoreDNS p99 | bytes written per flip | watch bytes per flip | EndpointSlice bytes per flip | operator CPU ms/flip | DNS CPU ms/flip | CoreDNS CPU ms/flip | operator RSS MiB | DNS RSS MiB | CoreDNS RSS MiB | status bytes | slices |"
+  echo "|------|------|-------|-----------|-----------|-------------|-------------|------------------------|----------------------|------------------------------|----------------------|-----------------|---------------------|------------------|-------------|-----------------|--------------|--------|"
+  kv "$W/big-name-results.txt" pods feed flips mvdns_p50_ms mvdns_p99_ms coredns_p50_ms coredns_p99_ms bytes_per_flip watch_bytes_per_flip endpointslice_bytes_per_flip operator_cpu_ms_per_flip dns_cpu_ms_per_flip coredns_cpu_ms_per_flip operator_rss_mib dns_rss_mib coredns_rss_mib status_bytes slices
+  echo
+  echo "### One name over many pods: churn of unready pods turning Ready"
+  echo
+  echo "| pods | feed | changes | changes/s | mvdns writes | bytes/s written | bytes per change | EndpointSlice bytes/s | operator CPU % | DNS CPU % | CoreDNS CPU % |"
+  echo "|------|------|---------|-----------|--------------|-----------------|------------------|-----------------------|----------------|-----------|---------------|"
+  kv "$W/big-churn-results.txt" pods feed changes changes_per_s writes bytes_per_s bytes_per_change endpointslice_bytes_per_s operator_cpu_pct dns_cpu_pct coredns_cpu_pct
   echo
   echo "Charts: docs/bench-dns-qps.png, docs/bench-convergence.png. Raw: $W."
 } | tee "$W/summary.md"

@@ -130,6 +130,13 @@ make_kwok_config() {
       echo "---"; cat "$stages/$f"
     done
     cat "$ROOT/hack/kwok-test-stages.yaml"
+    # KWOK plays 4 pod stages at once by default: about 60 status writes a second here,
+    # minutes for the benchmarks' tens of thousands of pods. The API server has room
+    # for more (its inflight limits are lifted below). A configuration given in full:
+    # KWOK does not default the options of a KwokConfiguration it reads.
+    printf -- '---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n'
+    printf -- '  %s\n' 'podPlayStageParallelism: 16' 'nodePlayStageParallelism: 4' 'nodeLeaseParallelism: 4' \
+      'podsOnNodeSyncParallelism: 1'
   } >"$D/kwok.yaml"
 }
 

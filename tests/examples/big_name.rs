@@ -114,6 +114,7 @@ async fn main() -> Result<()> {
     let env = TestEnv::get()?;
     let admin = env.admin_client().await?;
     install_crd(&admin).await?;
+    remove_earlier_runs(&admin).await?;
     let ns = TestNamespace::new(&env, &admin, "big").await?;
     install_chart_rbac(&env, &ns.name).await?;
     let pod_api: Api<Pod> = ns.api();
@@ -347,6 +348,41 @@ async fn main() -> Result<()> {
     }
     operator.stop().await?;
     Ok(())
+}
+
+/// Deletes the namespaces of earlier runs (a run's namespace is deleted as it ends,
+/// which the API server finishes in the background, and an interrupted run leaves its
+/// own) and waits until they are gone: every watcher here is cluster-wide, and an old
+/// name's thousands of pods going away would be counted against this run.
+async fn remove_earlier_runs(admin: &kube::Client) -> Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let started = Instant::now();
+    let mut next_report = started;
+    loop {
+        let earlier: Vec<String> = namespaces
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .filter(|n| n.starts_with("big-"))
+            .collect();
+        if earlier.is_empty() {
+            return Ok(());
+        }
+        for name in &earlier {
+            let _ = namespaces.delete(name, &Default::default()).await;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the namespaces of earlier runs are still there after 15 minutes: {earlier:?}"
+        );
+        if Instant::now() >= next_report {
+            eprintln!("waiting for the namespaces of earlier runs to go: {earlier:?}");
+            next_report += Duration::from_secs(15);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// `per_second` readiness changes per second for 10 s (unready pods turn Ready, each

@@ -130,6 +130,14 @@ impl Feeds {
         }
     }
 
+    /// The uids of the slices some record set is served from in this build.
+    pub fn slice_uids(&self) -> impl Iterator<Item = &str> {
+        self.by_uid.values().flat_map(|feed| match feed {
+            Feed::Slices(slices) => slices.iter().filter_map(|s| s.metadata.uid.as_deref()).collect(),
+            Feed::Status(_) => Vec::new(),
+        })
+    }
+
     /// What identifies the values a record set is served with in this build, beyond
     /// its own resourceVersion.
     pub fn version_of(&self, rs: &MultiValueRecordSet) -> Option<&str> {
@@ -149,13 +157,17 @@ pub enum FeedRef<'a> {
 }
 
 impl<'a> FeedRef<'a> {
+    /// The values in parts, each with the version of the object holding it.
+    pub fn parts(self) -> Vec<Part<'a>> {
+        match self {
+            Self::Own(rs) => vec![(version(&rs.metadata), status_values(rs))],
+            Self::Joined(feed) => feed.parts(),
+        }
+    }
+
     /// Every value, part by part.
     pub fn values(self) -> impl Iterator<Item = &'a ValueStatus> {
-        let parts: Vec<&'a [ValueStatus]> = match self {
-            Self::Own(rs) => vec![status_values(rs)],
-            Self::Joined(feed) => feed.parts().into_iter().map(|(_, values)| values).collect(),
-        };
-        parts.into_iter().flatten()
+        self.parts().into_iter().flat_map(|(_, values)| values)
     }
 }
 

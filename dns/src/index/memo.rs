@@ -17,6 +17,7 @@ use mvdns_api::MultiValueRecordSet;
 
 use super::feed::Feeds;
 use super::model::{Index, RrSet, Skipped, name_key};
+use super::parsed::ParsedParts;
 use super::policy::{GroupKey, ServedGroups, add_glue_names, add_with_ancestors, group_rrset, served_groups};
 use super::records::parse_name;
 use crate::zone::Zones;
@@ -40,6 +41,8 @@ pub struct Built {
     whole_build: Option<WholeBuild>,
     /// The build as a whole, for a next build in which only statuses changed.
     shape: Option<Shape>,
+    /// Every part's values as parsed, for the next build's changed RRsets.
+    parsed: ParsedParts,
 }
 
 impl Built {
@@ -57,6 +60,11 @@ impl Built {
     /// Why the last build was a whole one, if it was.
     pub fn whole_build(&self) -> Option<WholeBuild> {
         self.whole_build
+    }
+
+    /// How many object versions (statuses, slices) are kept parsed for the next build.
+    pub fn parsed_parts(&self) -> usize {
+        self.parsed.len()
     }
 }
 
@@ -115,17 +123,18 @@ struct Shape {
     index: Arc<Index>,
 }
 
-/// A record set as one version of one object: its uid and resourceVersion, and the
-/// version of its slices when it is served from them ([`Feeds::version_of`]). Any
-/// change to it (spec, status or a slice) changes the version. `None` (an object without
-/// them, as in unit tests) is never reused.
+/// A record set as what its RRset is made of: its uid, and its resourceVersion or, when
+/// the build knows its feed ([`Feeds::version_of`]), its generation (the spec) and the
+/// feed's version (the status or the slices it is served from). Any change to what is
+/// served changes it; a status write that leaves a sliced record set's slices as they
+/// were (its counts) does not, so the RRset of a big name is not made again for it.
+/// `None` (an object without them, as in unit tests) is never reused.
 type Source = Option<(String, String)>;
 
 fn source(rs: &MultiValueRecordSet, feeds: &Feeds) -> Source {
-    let version = rs.metadata.resource_version.as_deref()?;
-    let version = match feeds.version_of(rs) {
-        Some(feed) => format!("{version}|{feed}"),
-        None => version.to_owned(),
+    let version = match (feeds.version_of(rs), rs.metadata.generation) {
+        (Some(feed), Some(generation)) => format!("g{generation}|{feed}"),
+        _ => rs.metadata.resource_version.clone()?,
     };
     Some((rs.metadata.uid.clone()?, version))
 }
@@ -160,11 +169,22 @@ pub fn build_index_reusing(
     serial: u32,
     previous: &Built,
 ) -> (Arc<Index>, Built) {
+    let mut parsed = previous.parsed.clone();
     let quick = match &previous.shape {
-        Some(shape) => rebuild_statuses(record_sets, feeds, serial, previous, shape),
+        Some(shape) => rebuild_statuses(record_sets, feeds, serial, previous, shape, &mut parsed),
         None => Err(WholeBuild::NoPreviousShape),
     };
-    quick.unwrap_or_else(|reason| build_whole(record_sets, feeds, zones, serial, previous, reason))
+    let (index, mut built) =
+        quick.unwrap_or_else(|reason| build_whole(record_sets, feeds, zones, serial, previous, reason, &mut parsed));
+    // Kept: the parts of every record set and slice that exist now.
+    let live: HashSet<&str> = record_sets
+        .iter()
+        .filter_map(|rs| rs.metadata.uid.as_deref())
+        .chain(feeds.slice_uids())
+        .collect();
+    parsed.retain_live(&live);
+    built.parsed = parsed;
+    (index, built)
 }
 
 /// The groups with a member whose version is not the one they were built from, when
@@ -203,6 +223,7 @@ fn rebuild_statuses(
     serial: u32,
     previous: &Built,
     shape: &Shape,
+    parsed: &mut ParsedParts,
 ) -> Result<(Arc<Index>, Built), WholeBuild> {
     use WholeBuild::{Inconsistent, PodSrvGlue};
     let changed = changed_groups(record_sets, feeds, previous, shape)?;
@@ -213,6 +234,7 @@ fn rebuild_statuses(
             reused: previous.groups.len(),
             whole_build: None,
             shape: Some(shape.clone()),
+            parsed: ParsedParts::default(),
         };
         return Ok((shape.index.clone(), built));
     }
@@ -231,7 +253,7 @@ fn rebuild_statuses(
         let old = &previous.groups.get(*key).ok_or(Inconsistent)?.rrset;
         let owner = parse_name(&key.0).ok_or(Inconsistent)?;
         let mut skipped = Vec::new();
-        let rrset = Arc::new(group_rrset(&owner, key.1, sets, feeds, &mut skipped));
+        let rrset = Arc::new(group_rrset(&owner, key.1, sets, feeds, parsed, &mut skipped));
         if old.has_glue || rrset.has_glue {
             return Err(PodSrvGlue);
         }
@@ -265,6 +287,7 @@ fn rebuild_statuses(
             index: index.clone(),
             ..shape.clone()
         }),
+        parsed: ParsedParts::default(),
     };
     Ok((index, built))
 }
@@ -285,6 +308,7 @@ fn build_whole(
     serial: u32,
     previous: &Built,
     reason: WholeBuild,
+    parsed: &mut ParsedParts,
 ) -> (Arc<Index>, Built) {
     let mut groups_built = HashMap::new();
     let mut index = Index {
@@ -307,7 +331,7 @@ fn build_whole(
             }
             _ => {
                 let mut skipped = Vec::new();
-                let rrset = Arc::new(group_rrset(&owner, *record_type, sets, feeds, &mut skipped));
+                let rrset = Arc::new(group_rrset(&owner, *record_type, sets, feeds, parsed, &mut skipped));
                 Arc::new(BuiltGroup {
                     sources: sets.iter().map(|rs| source(rs, feeds)).collect(),
                     rrset,
@@ -349,6 +373,7 @@ fn build_whole(
         reused,
         whole_build: Some(reason),
         shape,
+        parsed: ParsedParts::default(),
     };
     (index, built)
 }

@@ -5,7 +5,8 @@
 //! - [`feed`]: where each record set's values come from (its status or its slices);
 //! - [`model`]: what is served ([`Index`], [`Node`], [`RrSet`], [`Entry`]) and what was
 //!   left out and why ([`Skipped`]);
-//! - [`records`]: one status value to one record;
+//! - [`records`]: one status value to one record; [`parsed`]: the records of each object
+//!   version (a status, a slice), parsed once and kept for the next builds;
 //! - [`policy`]: which record sets are served, and how (ownership, zones, the CNAME rule,
 //!   the settings of a group, empty non-terminals, glue names);
 //! - [`memo`]: builds that reuse the one before ([`build_index_reusing`]), and why a build
@@ -14,6 +15,7 @@
 pub mod feed;
 pub mod memo;
 pub mod model;
+pub mod parsed;
 pub mod policy;
 pub mod records;
 

@@ -21,7 +21,8 @@ use mvdns_api::{MultiValueRecordSet, RecordType, Topology, WhenAllUnhealthy};
 
 use super::feed::Feeds;
 use super::model::{Entry, NameKey, Node, RrSet, Skipped, name_key};
-use super::records::{dns_type, entry_for, parse_name, wire_without_owner};
+use super::parsed::{ParseFor, Parsed, ParsedParts};
+use super::records::{dns_type, parse_name, wire_without_owner};
 use crate::zone::Zones;
 
 /// A served (name, type); the name shared, as every build copies the keys.
@@ -104,6 +105,7 @@ pub(super) fn group_rrset(
     record_type: RecordType,
     sets: &[&MultiValueRecordSet],
     feeds: &Feeds,
+    parsed: &mut ParsedParts,
     skipped: &mut Vec<Skipped>,
 ) -> RrSet {
     let ttl = sets.iter().map(|rs| rs.spec.ttl).min().unwrap_or(30);
@@ -122,32 +124,51 @@ pub(super) fn group_rrset(
         .map(|rs| Rules::of(&rs.spec))
         .reduce(Rules::combine)
         .unwrap_or_default();
+    // Each part parsed, or taken as parsed by an earlier build ([`ParsedParts`]).
+    let parse_for = ParseFor {
+        owner,
+        record_type,
+        ttl,
+    };
+    let parts: Vec<(&MultiValueRecordSet, Arc<[Parsed]>)> = sets
+        .iter()
+        .flat_map(|rs| {
+            feeds
+                .of(rs)
+                .parts()
+                .into_iter()
+                .map(|(version, values)| (*rs, parsed.get_or_parse(version, parse_for, values)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     // One record per key, the best class winning, then the better tier (the same record
     // from two sets is healthy if either says so).
-    let mut by_key: BTreeMap<String, (Class, u8, Entry)> = BTreeMap::new();
-    for rs in sets {
-        for value in feeds.of(rs).values() {
-            let Some(mut entry) = entry_for(owner, record_type, ttl, &value.value, value.port) else {
-                skipped.push(Skipped::InvalidValue {
-                    record_set: object_ref(rs),
-                    value: value.value.clone(),
-                });
-                continue;
+    let mut by_key: BTreeMap<&str, (Class, u8, &Entry)> = BTreeMap::new();
+    for (rs, values) in &parts {
+        for value in values.iter() {
+            let (key, facts, entry) = match value {
+                Parsed::Value { key, facts, entry } => (key.as_str(), *facts, entry),
+                Parsed::Invalid(value) => {
+                    skipped.push(Skipped::InvalidValue {
+                        record_set: object_ref(rs),
+                        value: value.clone(),
+                    });
+                    continue;
+                }
             };
-            entry.zone = value.zone.clone();
-            entry.weight = u32::from(value.effective_weight());
-            let facts = value.facts();
             let rank = (Class::of(facts), facts.priority);
-            let key = entry.record.data.to_string();
             if by_key
-                .get(&key)
+                .get(key)
                 .is_none_or(|(class, priority, _)| rank < (*class, *priority))
             {
                 by_key.insert(key, (rank.0, rank.1, entry));
             }
         }
     }
-    let pools = Pools::sort(by_key.into_values(), rules);
+    let entries = by_key
+        .into_values()
+        .map(|(class, priority, entry)| (class, priority, entry.clone()));
+    let pools = Pools::sort(entries, rules);
     let weighted = pools.all().any(|e| e.weight != 1);
     let mut healthy_by_zone: HashMap<String, Vec<usize>> = HashMap::new();
     if prefer_same_zone {
