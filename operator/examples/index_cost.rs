@@ -19,7 +19,9 @@ use mvdns_api::value::same_host;
 use mvdns_api::{Guarded, MultiValueRecordSet};
 use mvdns_operator::index::{Index, SelectedPods};
 use mvdns_operator::pods::Pod;
-use mvdns_operator::values::values_from_pods;
+use mvdns_operator::slices::plan_slices;
+use mvdns_operator::status::{StatusInput, desired_status, now_in_seconds};
+use mvdns_operator::values::{merge_values, values_from_pods};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +32,67 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     measure(&format!("{sets} sets × {} pods", pods / sets), pods, sets)?;
     measure(&format!("1 set × {pods} pods"), pods, 1)?;
+    big_name_steps(pods)?;
+    Ok(())
+}
+
+/// Where a reconcile of one big name spends its time, step by step, for one flip: the
+/// values from the selected pods, the merge of value sources, the status, and the
+/// writer's slice plan against the slices as written.
+fn big_name_steps(pods: usize) -> anyhow::Result<()> {
+    let record_set = record_set(0, pods)?;
+    let Ok(rs) = &record_set.0 else {
+        anyhow::bail!("unreadable")
+    };
+    let mut index = Index::default();
+    index.record_set_event(Event::Init);
+    index.record_set_event(Event::InitApply(record_set.clone()));
+    index.record_set_event(Event::InitDone);
+    index.pod_event(Event::Init);
+    for p in 0..pods {
+        index.pod_event(Event::InitApply(pod(p, 0, "True")?));
+    }
+    index.pod_event(Event::InitDone);
+    let computed = || match index.selected_pods("bench", "rs0") {
+        SelectedPods::Pods(pods) => values_from_pods(&rs.spec, pods.iter().map(AsRef::as_ref), |_| None),
+        _ => Default::default(),
+    };
+    let inputs = [0usize; 20];
+    let values_us = time_each(&inputs, |_| computed().values.len());
+    let merge_us = time_each(&inputs, |_| merge_values([computed()]).values.len()) - values_us;
+    let input = |computed| StatusInput {
+        generation: Some(1),
+        computed,
+        conflict: None,
+        refusal: None,
+        throttled: None,
+        rules: Default::default(),
+    };
+    let now = now_in_seconds();
+    let status = desired_status(None, input(computed()), &now);
+    let status_us = time_each(&inputs, |_| {
+        desired_status(Some(&status), input(computed()), &now).values.len()
+    }) - values_us;
+    let written = plan_slices("rs0", &Default::default(), &status.values).after;
+    let mut flipped = status.values.clone();
+    flipped[pods / 2].healthy = false;
+    let plan_us = time_each(&inputs, |_| plan_slices("rs0", &written, &flipped).apply.len());
+    let compare_us = time_each(&inputs, |_| {
+        usize::from(status == desired_status(Some(&status), input(computed()), &now))
+    }) - status_us
+        - values_us;
+    println!();
+    println!("| one flip in 1 set × {pods} pods | µs |");
+    println!("|---|---|");
+    for (step, us) in [
+        ("values from the selected pods", values_us),
+        ("merge of the value sources", merge_us),
+        ("status (counts, plan, conditions)", status_us),
+        ("status compared with the last", compare_us),
+        ("slice plan against the written slices", plan_us),
+    ] {
+        println!("| {step} | {us:.0} |");
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Which values a record set has and whether each is healthy: pure functions of the
 //! record set and the pods it selects.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::pods::{DRAIN_ANNOTATION, Pod, WEIGHT_ANNOTATION};
@@ -382,11 +382,15 @@ pub fn merge_values(parts: impl IntoIterator<Item = ComputedValues>) -> Computed
     };
     merged
         .values
-        .sort_by(|a, b| (&a.value, a.port, rank(a), &a.source).cmp(&(&b.value, b.port, rank(b), &b.source)));
-    let mut seen = BTreeSet::new();
+        .sort_unstable_by(|a, b| (&a.value, a.port, rank(a), &a.source).cmp(&(&b.value, b.port, rank(b), &b.source)));
+    // Sorted, equal values are neighbours: keep the last of each run (no set of copies:
+    // this runs over every value of a big name on every flip).
     let mut deduped: Vec<ValueStatus> = Vec::with_capacity(merged.values.len());
     for value in merged.values.into_iter().rev() {
-        if seen.insert((value.value.clone(), value.port)) {
+        if deduped
+            .last()
+            .is_none_or(|kept| (&kept.value, kept.port) != (&value.value, value.port))
+        {
             deduped.push(value);
         }
     }

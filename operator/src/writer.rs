@@ -693,6 +693,7 @@ mod tests {
     /// The writer against a mock API server: every request it sends is seen here.
     mod requests {
         use super::*;
+        use crate::slices::DEFAULT_MAX_STATUS_VALUES;
         use http::{Request, Response};
         use kube::client::Body;
         use kube::runtime::events::Reporter;
