@@ -280,6 +280,10 @@ async fn main() -> Result<()> {
         if (flip + 1) % 25 == 0 {
             eprintln!("  {} of {flips} flips", flip + 1);
         }
+        // Past the operator's coalescing window (100 ms) before the next flip, as in
+        // tests/examples/convergence.rs: a flip within the window of the last write
+        // waits for it, and the figure would be the window's, not the name's.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The writes of the last flip have all landed once its answers changed.
     let bytes_after = ApiBytes::read(&admin).await?;
