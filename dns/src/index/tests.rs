@@ -402,3 +402,74 @@ fn names_outside_the_zones_and_cname_beside_data_are_skipped() {
     assert_eq!(txt.txt_data.len(), 2, "300 bytes need two character-strings");
     assert_eq!(index.skipped.len(), 2);
 }
+
+/// A big name: each slice parsed once per version, one slice's change remade from the
+/// others as parsed before, and a status write that leaves the slices as they were
+/// (counts) reusing the RRset whole; every build serves what a fresh one does.
+#[test]
+fn a_sliced_name_reparses_only_the_changed_slice_and_keeps_its_rrset_through_status_writes() {
+    use mvdns_api::slice::{RECORD_SET_LABEL, owner_reference};
+    use mvdns_api::{Guarded, MultiValueRecordSlice};
+    use std::sync::Arc;
+
+    let guarded = |rv: &str, healthy_count: u32| {
+        let mut rs = record_set(
+            "a",
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!({"name": "web.example.internal", "type": "A"}),
+            json!([]),
+        );
+        rs.metadata.uid = Some("uid-web".into());
+        rs.metadata.resource_version = Some(rv.into());
+        rs.metadata.generation = Some(1);
+        let status = rs.status.get_or_insert_default();
+        status.slices = Some(3);
+        status.healthy_count = healthy_count;
+        Arc::new(kube::core::DeserializeGuard(Ok(rs)))
+    };
+    let slice = |i: u32, rv: &str, unhealthy: Option<u32>| {
+        let values: Vec<_> = (0..100)
+            .map(|v| json!({"value": format!("10.0.{i}.{v}"), "healthy": Some(v) != unhealthy, "source": format!("pod/p{i}-{v}")}))
+            .collect();
+        let slice: MultiValueRecordSlice = serde_json::from_value(json!({
+            "apiVersion": "mvdns.io/v1alpha1", "kind": "MultiValueRecordSlice",
+            "metadata": {"name": format!("web-{i}"), "namespace": "a", "uid": format!("uid-web-{i}"), "resourceVersion": rv,
+                         "labels": {RECORD_SET_LABEL: "web"}, "ownerReferences": [owner_reference("web", "uid-web")]},
+            "spec": {"recordSet": "web", "values": values},
+        }))
+        .expect("slice");
+        Arc::new(slice)
+    };
+    let readable = |g: &Arc<Guarded>| g.0.as_ref().expect("readable").clone();
+    let build = |rs: &Arc<Guarded>, slices: &[Arc<MultiValueRecordSlice>], previous: &Built| {
+        let feeds = Feeds::join(std::slice::from_ref(rs), slices, &Feeds::default());
+        let rs = readable(rs);
+        let (index, built) = build_index_reusing(&[&rs], &feeds, &zones(), 1, previous);
+        let (fresh, _) = build_index_reusing(&[&rs], &feeds, &zones(), 1, &Built::default());
+        assert_eq!(describe(&index), describe(&fresh), "served as a fresh build serves");
+        (index, built)
+    };
+
+    let rs = guarded("1", 300);
+    let slices = [slice(0, "1", None), slice(1, "1", None), slice(2, "1", None)];
+    let (index, built) = build(&rs, &slices, &Built::default());
+    assert_eq!(index.values_served, 300);
+    assert_eq!(built.parsed_parts(), 3, "each slice parsed and kept");
+
+    // One value of the second slice goes unhealthy: that slice is new, the others are not.
+    let flipped = [slices[0].clone(), slice(1, "2", Some(7)), slices[2].clone()];
+    let (index, built) = build(&rs, &flipped, &built);
+    assert_eq!(served(&index, "web.example.internal.")[0].1.len(), 299);
+    assert_eq!(built.parsed_parts(), 3, "the old version of the slice is forgotten");
+    assert!(built.statuses_only());
+
+    // The status write that follows (new counts, same slices) remakes nothing.
+    let (_, after_status) = build(&guarded("2", 299), &flipped, &built);
+    assert_eq!(after_status.reused(), 1, "the RRset is the one built from these slices");
+
+    // A slice deleted (the record set shrank to two slices): its parse goes too.
+    let shrunk = guarded("3", 200);
+    let (_, built) = build(&shrunk, &flipped[..2], &after_status);
+    assert_eq!(built.parsed_parts(), 2);
+}
