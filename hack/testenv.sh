@@ -275,7 +275,8 @@ up() {
     --node-lease-duration-seconds=40 --server-address=127.0.0.1:0 \
     --cidr=10.244.0.0/16 --node-ip=10.0.0.1
   make_nodes | kubectl_admin apply -f - >/dev/null
-  wait_for "kwok nodes" 60 kubectl_admin wait --for=condition=Ready node --all --timeout=1s
+  # kubectl wait spends its timeout over all nodes in turn (~0.1 s each).
+  wait_for "kwok nodes" 60 kubectl_admin wait --for=condition=Ready node --all --timeout=10s
   wait_for "the default ServiceAccount" 60 kubectl_admin -n default get serviceaccount default
   log "control plane up in $(($(date +%s) - t0))s; $D/admin.kubeconfig is the admin kubeconfig"
 }
