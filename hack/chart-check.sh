@@ -88,6 +88,8 @@ expect "$c" '^  - to: \[\{ipBlock: \{cidr: 127.0.0.1/32\}\}\]$' "test render: eg
 expect "$c" '^    - ipBlock: \{cidr: 0.0.0.0/0, except: \["169.254.0.0/16","10.96.0.0/16"\]\}$' "test render: egress probe blocks without link-local and the deny list"
 expect "$c" '^        - --probe-restrict-cidr=10.20.0.0/16:443,8000-8099=mvdns-ci-apps$' "test render: a per-namespace probe rule"
 expect "$c" '^        - --probe-rate-per-namespace=5.5$' "test render: the probe rate per namespace"
+expect "$c" '^  ipFamilyPolicy: PreferDualStack$' "test render: the DNS Service's address families"
+expect "$c" '^        - --listen=\[::\]:5353$' "test render: DNS listens on both families"
 if helm template x "$CHART" --set networkPolicy.operatorEgress.enabled=true >/dev/null 2>"$WORK/err"; then
   die "the operator's egress policy without API server endpoints must fail"
 fi
@@ -129,6 +131,7 @@ reject "a misspelled resource name" memroy 'operator: {resources: {limits: {memr
 reject "a wrong type" '/dns/replicas' 'dns: {replicas: two}'
 reject "an unknown log format" '/logFormat' 'logFormat: xml'
 reject "an unknown RBAC scope" '/rbac/scope' 'rbac: {scope: namespace}'
+reject "an unknown IP family policy" '/service/ipFamilyPolicy' 'service: {ipFamilyPolicy: DualStack}'
 
 log "5. the chart's CRD is the generated one"
 for crd in mvdns.io_multivaluerecordsets.yaml mvdns.io_multivaluerecordslices.yaml; do

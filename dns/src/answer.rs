@@ -86,13 +86,13 @@ pub fn answer<R: Rng + ?Sized>(
     let node = node.unwrap_or(&empty);
 
     if at_apex {
-        let apex_records = match record_type {
-            RecordType::SOA | RecordType::ANY => vec![zone.soa(index.serial)],
-            RecordType::NS => zone.ns_records(),
-            _ => Vec::new(),
-        };
-        if !apex_records.is_empty() {
-            return positive(name, apex_records, Vec::new());
+        match record_type {
+            RecordType::SOA | RecordType::ANY => return positive(name, vec![zone.soa(index.serial)], Vec::new()),
+            RecordType::NS => {
+                let glue = nameserver_addresses(index, zones, &zone.nameservers, client_zone, rng);
+                return positive(name, zone.ns_records(), glue);
+            }
+            _ => {}
         }
     }
 
@@ -113,6 +113,39 @@ pub fn answer<R: Rng + ?Sized>(
         follow_cname(index, zones, record_type, client_zone, rng, &mut answer);
     }
     answer
+}
+
+/// The addresses of the name servers that lie in a served zone, from their record sets
+/// (healthy values, picked by each set's own rule, as a query for them would get), for
+/// the additional section of an NS answer: a resolver then needs no second query, and
+/// for in-zone servers of a delegated zone it has no other way in (RFC 1034 4.2.1 glue).
+/// A name server without a record set adds nothing.
+fn nameserver_addresses<R: Rng + ?Sized>(
+    index: &Index,
+    zones: &Zones,
+    nameservers: &[Name],
+    client_zone: Option<&str>,
+    rng: &mut R,
+) -> Vec<Record> {
+    let mut glue = Vec::new();
+    for nameserver in nameservers {
+        if zones.zone_of(&LowerName::new(nameserver)).is_none() {
+            continue;
+        }
+        let Some(node) = index.node(nameserver) else {
+            continue;
+        };
+        for record_type in [RecordType::A, RecordType::AAAA] {
+            if let Some(rrset) = node.rrset(record_type) {
+                let (picked, _) = pick(rrset, client_zone, rng);
+                glue.extend(picked.into_iter().map(|mut record| {
+                    record.name = nameserver.clone();
+                    record
+                }));
+            }
+        }
+    }
+    glue
 }
 
 /// CNAMEs followed inside the zones at most; a longer chain (or a loop) ends the answer
@@ -323,6 +356,7 @@ mod tests {
     use super::*;
     use crate::index::build_index;
     use crate::testing::{record_set, zones};
+    use crate::zone::ZoneSettings;
 
     fn index(spec: serde_json::Value, values: serde_json::Value) -> Index {
         let rs = record_set("a", "web", "2026-01-01T00:00:00Z", spec, values);
@@ -598,6 +632,39 @@ mod tests {
         let any = ask(&index, "web.example.internal.", RecordType::ANY);
         assert_eq!(any.answers.len(), 5);
         assert!(any.answers.iter().all(|r| r.record_type() == RecordType::A));
+    }
+
+    #[test]
+    fn an_apex_ns_answer_carries_the_addresses_of_in_zone_name_servers() {
+        let settings = ZoneSettings {
+            apexes: vec!["example.internal.".into()],
+            nameservers: vec!["ns1.example.internal.".into(), "ns.other.test.".into()],
+            ..ZoneSettings::default()
+        };
+        let zones = Zones::new(&settings).expect("zones");
+        let index = index_of(&[(
+            "ns1".into(),
+            json!({"name": "ns1.example.internal.", "type": "A", "values": [{"value": "127.0.0.53"}, {"value": "127.0.0.54"}]}),
+            json!([
+                {"value": "127.0.0.53", "healthy": true, "source": "0"},
+                {"value": "127.0.0.54", "healthy": false, "source": "1"},
+            ]),
+        )]);
+        let name = Name::from_ascii("example.internal.").expect("name");
+        let question = Question {
+            name: &name,
+            record_type: RecordType::NS,
+            class: DNSClass::IN,
+        };
+        let ns = answer(&index, &zones, &question, None, &mut StdRng::seed_from_u64(1));
+        assert_eq!(ns.answers.len(), 2);
+        // Only the healthy address of the in-zone server; the other server is not ours.
+        let glue: Vec<String> = ns
+            .additionals
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect();
+        assert_eq!(glue, ["ns1.example.internal. 127.0.0.53"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use mvdns_server::watch::{self, WatchConfig};
 use mvdns_server::zone::{ZoneSettings, Zones};
 
 /// The admin port when `--admin-listen` is not given.
-const ADMIN_LISTEN: &str = "0.0.0.0:9153";
+const ADMIN_LISTEN: &str = "[::]:9153";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,13 +30,14 @@ struct Args {
     /// the same list and reports refusals in status.
     #[arg(long = "restrict-zone", env = "MVDNS_RESTRICTED_ZONES", value_delimiter = ';')]
     restricted_zones: Vec<String>,
-    /// Address for DNS over UDP and TCP.
-    #[arg(long, env = "MVDNS_LISTEN", default_value = "0.0.0.0:5353")]
+    /// Address for DNS over UDP and TCP. `[::]` (the default) takes IPv4 and IPv6 on one
+    /// socket, and IPv4 alone where the kernel has no IPv6.
+    #[arg(long, env = "MVDNS_LISTEN", default_value = "[::]:5353")]
     listen: SocketAddr,
     /// Watch record sets in this namespace only (default: all namespaces).
     #[arg(long, env = "MVDNS_NAMESPACE")]
     namespace: Option<String>,
-    /// SOA MNAME (primary name server); default `ns.<zone>`.
+    /// SOA MNAME (primary name server); default the first `--nameserver`, else `ns.<zone>`.
     #[arg(long, env = "MVDNS_SOA_MNAME")]
     soa_mname: Option<String>,
     /// SOA RNAME (responsible mailbox as a name); default `hostmaster.<zone>`.

@@ -13,7 +13,8 @@ use crate::Error;
 pub struct ZoneSettings {
     /// Apex names, e.g. `example.internal.`; several allowed.
     pub apexes: Vec<String>,
-    /// SOA MNAME (primary server). Default: `ns.<apex>` per zone.
+    /// SOA MNAME (primary server). Default: the first of `nameservers`, else `ns.<apex>`
+    /// per zone.
     pub soa_mname: Option<String>,
     /// SOA RNAME (the responsible mailbox, `hostmaster.example.com.`). Default:
     /// `hostmaster.<apex>` per zone.
@@ -54,17 +55,26 @@ pub struct Zone {
     pub apex_ttl: u32,
 }
 
+/// SOA REFRESH, RETRY and EXPIRE. They only matter to secondaries, which mvdns does not
+/// have (every replica reads the API server), but zone checkers hold any zone to the
+/// RFC 1912 section 2.2 ranges, and a value outside them is a warning in every report:
+/// zonemaster asks for REFRESH of at least 4 hours (ZONE02), RETRY of at least 1 hour
+/// and below REFRESH (ZONE03, ZONE04), EXPIRE of at least 7 days and above REFRESH
+/// (ZONE05). These are RIPE-203's recommended values, inside all of those ranges.
+pub const SOA_REFRESH: i32 = 86_400;
+pub const SOA_RETRY: i32 = 7_200;
+pub const SOA_EXPIRE: i32 = 3_600_000;
+
 impl Zone {
     /// The apex SOA; `serial` changes whenever the served data may have changed.
     pub fn soa(&self, serial: u32) -> Record {
-        // Refresh/retry/expire only matter to secondaries, which mvdns does not have.
         let soa = SOA::new(
             self.mname.clone(),
             self.rname.clone(),
             serial,
-            3600,
-            600,
-            86400,
+            SOA_REFRESH,
+            SOA_RETRY,
+            SOA_EXPIRE,
             self.negative_ttl,
         );
         // RFC 2308 section 3: the SOA in a negative answer carries min(TTL, MINIMUM).
@@ -98,20 +108,26 @@ impl Zones {
             return Err(Error::Config("at least one zone is required".into()));
         }
         let mut zones = Vec::with_capacity(settings.apexes.len());
+        let configured_nameservers: Vec<Name> =
+            settings.nameservers.iter().map(|n| fqdn(n)).collect::<Result<_, _>>()?;
         for apex in &settings.apexes {
             let apex_name = fqdn(apex)?;
-            let mname = match &settings.soa_mname {
-                Some(mname) => fqdn(mname)?,
-                None => fqdn(&format!("ns.{apex_name}"))?,
+            // The MNAME names a server that answers for the zone: a configured one when
+            // there is one (`ns.<apex>` would not resolve, and zonemaster's ZONE01 and
+            // MNAME checks warn), a conventional name otherwise.
+            let mname = match (&settings.soa_mname, configured_nameservers.first()) {
+                (Some(mname), _) => fqdn(mname)?,
+                (None, Some(first)) => first.clone(),
+                (None, None) => fqdn(&format!("ns.{apex_name}"))?,
             };
             let rname = match &settings.soa_rname {
                 Some(rname) => fqdn(rname)?,
                 None => fqdn(&format!("hostmaster.{apex_name}"))?,
             };
-            let nameservers = if settings.nameservers.is_empty() {
+            let nameservers = if configured_nameservers.is_empty() {
                 vec![mname.clone()]
             } else {
-                settings.nameservers.iter().map(|n| fqdn(n)).collect::<Result<_, _>>()?
+                configured_nameservers.clone()
             };
             zones.push(Zone {
                 apex: LowerName::new(&apex_name),
@@ -173,6 +189,35 @@ mod tests {
         assert_eq!(outer.rname.to_string(), "hostmaster.example.internal.");
         assert!(zones.zone_of(&lower("example.com.")).is_none());
         assert!(zones.zone_of(&lower("internal.")).is_none());
+    }
+
+    #[test]
+    fn the_mname_is_the_first_nameserver_unless_set_and_the_timers_pass_zone_checks() {
+        let with_servers = |mname: Option<&str>| {
+            Zones::new(&ZoneSettings {
+                apexes: vec!["example.internal.".into()],
+                nameservers: vec!["dns1.example.internal".into(), "dns2.example.internal.".into()],
+                soa_mname: mname.map(str::to_owned),
+                ..ZoneSettings::default()
+            })
+            .expect("zones")
+        };
+        let zones = with_servers(None);
+        let zone = zones.iter().next().expect("one zone");
+        assert_eq!(zone.mname.to_string(), "dns1.example.internal.");
+        assert_eq!(zone.nameservers.len(), 2);
+        let zones = with_servers(Some("primary.example.internal."));
+        let zone = zones.iter().next().expect("one zone");
+        assert_eq!(zone.mname.to_string(), "primary.example.internal.");
+
+        let RData::SOA(soa) = zone.soa(7).data else {
+            panic!("an SOA")
+        };
+        // zonemaster's ZONE02..ZONE05 ranges (RFC 1912 section 2.2).
+        assert!(soa.refresh >= 14_400);
+        assert!(soa.retry >= 3_600 && soa.retry < soa.refresh);
+        assert!(soa.expire >= 604_800 && soa.expire > soa.refresh);
+        assert_eq!(soa.serial, 7);
     }
 
     #[test]

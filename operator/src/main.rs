@@ -16,7 +16,7 @@ use mvdns_operator::{Health, OperatorConfig};
 use mvdns_runtime::{CommonArgs, admin};
 
 /// The admin port when `--admin-listen` is not given.
-const ADMIN_LISTEN: &str = "0.0.0.0:8080";
+const ADMIN_LISTEN: &str = "[::]:8080";
 
 /// Writes the healthy values of MultiValueRecordSets into their status.
 #[derive(Debug, Parser)]

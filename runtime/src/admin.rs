@@ -9,8 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use socket2::{Protocol, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::listen;
 
 /// What the admin endpoints report.
 pub trait AdminState: Send + Sync + 'static {
@@ -20,11 +23,27 @@ pub trait AdminState: Send + Sync + 'static {
     fn metrics(&self) -> String;
 }
 
-/// Binds the admin address and logs it.
+/// Binds the admin address and logs it: `[::]` takes both families, and falls back to
+/// `0.0.0.0` on a kernel without IPv6 ([`crate::listen`]).
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(address).await?;
+    let listener = match listen_tcp(address) {
+        Err(error) if let Some(fallback) = listen::ipv4_fallback(address, &error) => {
+            tracing::warn!(%address, %fallback, %error, "no IPv6 here: the admin server listens on IPv4 only");
+            listen_tcp(fallback)?
+        }
+        other => other?,
+    };
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
     Ok(listener)
+}
+
+fn listen_tcp(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = listen::socket_for(address, Type::STREAM, Protocol::TCP)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(128)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` is cancelled.

@@ -1,7 +1,7 @@
 //! What both binaries share at run time, in one place: the common flags
 //! ([`CommonArgs`]: log format and level, the admin address), logging, signals, the admin
-//! server ([`admin`]), the watches' retry schedule ([`backoff`]) and leading-edge
-//! coalescing ([`coalesce`]).
+//! server ([`admin`]), the watches' retry schedule ([`backoff`]), leading-edge
+//! coalescing ([`coalesce`]) and dual-stack listening ([`listen`]).
 //!
 //! A crate of its own rather than part of `mvdns-api`: the API crate is what `crdgen`
 //! and every client of the types build, and it stays free of tokio, axum and the kube
@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod coalesce;
+pub mod listen;
 
 use std::net::SocketAddr;
 
@@ -36,7 +37,8 @@ pub struct CommonArgs {
     #[arg(long, env = "MVDNS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Address of the admin server (/livez, /readyz, /metrics); each binary has its
-    /// own default (the operator 0.0.0.0:8080, the DNS server 0.0.0.0:9153).
+    /// own default (the operator [::]:8080, the DNS server [::]:9153; `[::]` takes both
+    /// address families).
     #[arg(long, env = "MVDNS_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 }

@@ -36,17 +36,29 @@ impl RunningDns {
 
     /// With zones only some namespaces may publish in (`ZONE=NAMESPACE[,...]`).
     pub async fn start_restricted(env: &TestEnv, namespace: &str, zones: &[&str], restricted: &[&str]) -> Result<Self> {
-        let account = chart_service_account(namespace, "dns");
-        let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
         let owned = |items: &[&str]| items.iter().map(|z| (*z).to_owned()).collect();
-        let zones = Zones::new(&ZoneSettings {
+        let settings = ZoneSettings {
             apexes: owned(zones),
             restricted: owned(restricted),
             ..ZoneSettings::default()
-        })?;
+        };
+        Self::start_with(env, namespace, &settings, (Ipv4Addr::LOCALHOST, 0).into()).await
+    }
+
+    /// With any zone settings, on `listen` (a loopback address: tools that only ask
+    /// port 53, such as zonemaster, need one of their own there).
+    pub async fn start_with(
+        env: &TestEnv,
+        namespace: &str,
+        settings: &ZoneSettings,
+        listen: SocketAddr,
+    ) -> Result<Self> {
+        let account = chart_service_account(namespace, "dns");
+        let client = client_from_kubeconfig(&service_account_kubeconfig(env, namespace, &account).await?).await?;
+        let zones = Zones::new(settings)?;
         let shared = Shared::new(zones);
         let config = ServerConfig {
-            listen: (Ipv4Addr::LOCALHOST, 0).into(),
+            listen,
             udp_workers: 2,
             max_tcp_connections: 64,
             tcp_idle_timeout: Duration::from_secs(5),

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
+use mvdns_runtime::listen;
 use rand::rngs::SmallRng;
 
 use crate::Shared;
@@ -42,7 +43,7 @@ pub fn handle(
         client_zones: &client_zones,
         synced,
     };
-    let Some(response) = respond(packet, transport, peer.ip(), served, rng) else {
+    let Some(response) = respond(packet, transport, listen::client_address(peer), served, rng) else {
         metrics.count_dropped("not_a_query");
         return false;
     };

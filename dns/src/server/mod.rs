@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use mvdns_runtime::listen;
+use socket2::{Protocol, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,7 @@ use crate::{Error, Shared};
 /// Socket settings (flags / chart values).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// `[::]:port` serves both families on one set of sockets ([`listen`]).
     pub listen: SocketAddr,
     /// UDP sockets sharing the port with SO_REUSEPORT, each with its own receive loop.
     pub udp_workers: usize,
@@ -68,7 +70,13 @@ pub fn bind(config: &ServerConfig) -> Result<Sockets, Error> {
 }
 
 fn bind_once(config: &ServerConfig) -> Result<Sockets, Error> {
-    let first = udp_socket(config.listen)?;
+    let first = match udp_socket(config.listen) {
+        Err(Error::Socket { source, .. }) if let Some(fallback) = listen::ipv4_fallback(config.listen, &source) => {
+            tracing::warn!(listen = %config.listen, %fallback, error = %source, "no IPv6 here: DNS is served over IPv4 only");
+            udp_socket(fallback)?
+        }
+        other => other?,
+    };
     let address = first.local_addr().map_err(|source| Error::Socket {
         address: config.listen,
         source,
@@ -83,7 +91,7 @@ fn bind_once(config: &ServerConfig) -> Result<Sockets, Error> {
 
 fn udp_socket(address: SocketAddr) -> Result<std::net::UdpSocket, Error> {
     let fail = |source| Error::Socket { address, source };
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    let socket = listen::socket_for(address, Type::DGRAM, Protocol::UDP).map_err(fail)?;
     socket.set_reuse_port(true).map_err(fail)?;
     // Bursts of queries queue in the kernel while a loop is busy; 4 MiB holds ~30k.
     let _ = socket.set_recv_buffer_size(4 << 20);
@@ -93,7 +101,7 @@ fn udp_socket(address: SocketAddr) -> Result<std::net::UdpSocket, Error> {
 
 fn tcp_listener(address: SocketAddr) -> Result<TcpListener, Error> {
     let fail = |source| Error::Socket { address, source };
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    let socket = listen::socket_for(address, Type::STREAM, Protocol::TCP).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     socket.bind(&address.into()).map_err(fail)?;
