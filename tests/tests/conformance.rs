@@ -1,11 +1,15 @@
-//! The zone as zone checkers see it: Debian's zonemaster-cli and dnsviz, run undelegated
-//! against two DNS servers (under the chart's DNS ServiceAccount) that the operator feeds
+//! The zone as a zone checker sees it: Debian's zonemaster-cli, run undelegated against
+//! two DNS servers (under the chart's DNS ServiceAccount) that the operator feeds
 //! from the control plane, each on a loopback address of its own at port 53 (neither
 //! tool can ask another port).
 //!
-//! Nothing leaves the machine: both tools send from 127.0.0.1 (`--sourceaddr`, `-b`), and
-//! Linux refuses any destination off the loopback from that source; zonemaster's root
-//! hints name the first server under test, and dnsviz asks no ancestor of the zone.
+//! Nothing leaves the machine: zonemaster sends from 127.0.0.1 (`--sourceaddr` and the
+//! profile), and Linux refuses any destination off the loopback from that source; its
+//! root hints name the first server under test.
+//!
+//! dnsviz is not run (yet): for an undelegated zone its probe needs `-N`, which starts a
+//! local BIND `named` to serve the parent, and without it dnsviz looks the zone up
+//! through the system resolver, which is off the machine.
 //!
 //! The record data is loopback addresses only; nothing connects to them.
 
@@ -33,11 +37,32 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// Messages at WARNING or above that a correct mvdns zone on loopback still gets, each
 /// with the reason it is not a fault of the server. Anything else fails the test.
-const EXPLAINED_ZONEMASTER: &[(&str, &str)] = &[];
-
+const EXPLAINED_ZONEMASTER: &[(&str, &str)] = &[
+    (
+        "NAMESERVER_IP_PRIVATE_NETWORK",
+        "the servers are on 127.0.0.0/8 by design: the test may not send anywhere else",
+    ),
+    (
+        "NAMESERVER_IP_WITHOUT_REVERSE",
+        "no PTR for the servers' addresses: nothing serves 0.0.127.in-addr.arpa here (reverse zones are a later step of the authoritative work)",
+    ),
+];
+/// zonemaster's modules that report at INFO on every run, each of which must have said
+/// something: the run covered them. (CONNECTIVITY says nothing at INFO when all is well;
+/// its failures are warnings and errors, which the test does see.)
+const ZONEMASTER_MODULES: [&str; 8] = [
+    "ADDRESS",
+    "BASIC",
+    "CONSISTENCY",
+    "DELEGATION",
+    "DNSSEC",
+    "NAMESERVER",
+    "SYNTAX",
+    "ZONE",
+];
 #[tokio::test]
-#[ignore = "cluster test: needs the control plane, port 53 on loopback and zonemaster-cli and dnsviz; hack/test.sh runs it"]
-async fn zone_checkers_find_nothing_to_warn_about() -> Result<()> {
+#[ignore = "cluster test: needs the control plane, port 53 on loopback and zonemaster-cli; hack/test.sh runs it"]
+async fn zonemaster_finds_nothing_unexplained() -> Result<()> {
     let Fixture { env, ns } = fixture("conformance").await?;
     let operator = RunningOperator::start(&env, &ns.name, "op", 15).await?;
     let settings = ZoneSettings {
@@ -81,38 +106,77 @@ async fn zone_checkers_find_nothing_to_warn_about() -> Result<()> {
         }
     }
 
-    // The tools' input and output files, removed at the end.
+    // zonemaster's input files, removed at the end.
     let work = std::env::temp_dir().join(format!("mvdns-{}", ns.name));
     std::fs::create_dir_all(&work)?;
     let zonemaster = run_zonemaster(&work).await;
-    let dnsviz = run_dnsviz(&work).await;
     let _ = std::fs::remove_dir_all(&work);
     for dns in servers {
         dns.stop().await;
     }
     operator.stop().await;
-    let (zonemaster, dnsviz) = (zonemaster?, dnsviz?);
+    let messages = zonemaster?;
 
-    let unexplained: Vec<&String> = zonemaster
+    let modules: Vec<&str> = messages.iter().map(|m| m.module.as_str()).collect();
+    for module in ZONEMASTER_MODULES {
+        assert!(
+            modules.contains(&module),
+            "zonemaster reported nothing from {module}: {messages:#?}"
+        );
+    }
+    let serious: Vec<&Message> = messages.iter().filter(|m| m.is_warning_or_worse()).collect();
+    let unexplained: Vec<&&Message> = serious
         .iter()
-        .filter(|m| !EXPLAINED_ZONEMASTER.iter().any(|(tag, _)| m.contains(tag)))
+        .filter(|m| !EXPLAINED_ZONEMASTER.iter().any(|(tag, _)| m.tag == *tag))
         .collect();
+    for message in &serious {
+        let reason = EXPLAINED_ZONEMASTER
+            .iter()
+            .find(|(tag, _)| message.tag == *tag)
+            .map(|(_, why)| *why);
+        println!(
+            "zonemaster: {} {}/{} {} {}: {}",
+            message.level,
+            message.module,
+            message.testcase,
+            message.tag,
+            message.args,
+            reason.unwrap_or("UNEXPLAINED")
+        );
+    }
     println!(
-        "zonemaster: {} messages at WARNING or above, {} unexplained",
-        zonemaster.len(),
+        "zonemaster: {} messages, {} at WARNING or above, {} unexplained",
+        messages.len(),
+        serious.len(),
         unexplained.len()
     );
-    println!("dnsviz: {} errors and warnings", dnsviz.len());
-    if !unexplained.is_empty() || !dnsviz.is_empty() {
-        bail!("zone checkers warn: zonemaster {unexplained:#?}, dnsviz {dnsviz:#?}");
+    if !unexplained.is_empty() {
+        bail!("zonemaster warns: {unexplained:#?}");
     }
     Ok(())
 }
 
-/// zonemaster-cli's messages at WARNING and above, as `LEVEL MODULE/TESTCASE TAG args`.
-async fn run_zonemaster(work: &Path) -> Result<Vec<String>> {
+/// One message of zonemaster-cli's JSON output.
+#[derive(Debug)]
+struct Message {
+    level: String,
+    module: String,
+    testcase: String,
+    tag: String,
+    args: Value,
+}
+
+impl Message {
+    fn is_warning_or_worse(&self) -> bool {
+        matches!(self.level.as_str(), "WARNING" | "ERROR" | "CRITICAL")
+    }
+}
+
+/// zonemaster-cli's messages at INFO and above.
+async fn run_zonemaster(work: &Path) -> Result<Vec<Message>> {
     // Root hints naming the first server under test: the recursor zonemaster uses for
-    // names outside the zone (the parent, ASN lookups) asks it, and it refuses.
+    // names outside the zone (the parent, reverse and ASN lookups) asks it, and it
+    // refuses.
     let hints = work.join("root.hints");
     let (first_name, first_address) = SERVERS[0];
     std::fs::write(
@@ -127,7 +191,7 @@ async fn run_zonemaster(work: &Path) -> Result<Vec<String>> {
         .arg(&hints)
         .arg("--profile")
         .arg(&profile)
-        .args(["--json", "--raw", "--level", "WARNING", "--no-progress"]);
+        .args(["--json", "--raw", "--level", "INFO", "--no-progress"]);
     for (name, address) in SERVERS {
         command.args(["--ns", &format!("{name}/{address}")]);
     }
@@ -148,14 +212,21 @@ async fn run_zonemaster(work: &Path) -> Result<Vec<String>> {
         .or_else(|| parsed["results"].as_array())
         .cloned()
         .unwrap_or_default();
+    if entries.is_empty() {
+        bail!(
+            "zonemaster-cli reported nothing: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = |entry: &Value, key: &str| entry[key].as_str().unwrap_or_default().to_owned();
     Ok(entries
         .iter()
-        .filter(|e| matches!(e["level"].as_str(), Some("WARNING" | "ERROR" | "CRITICAL")))
-        .map(|e| {
-            format!(
-                "{} {}/{} {} {}",
-                e["level"], e["module"], e["testcase"], e["tag"], e["args"]
-            )
+        .map(|entry| Message {
+            level: text(entry, "level"),
+            module: text(entry, "module"),
+            testcase: text(entry, "testcase"),
+            tag: text(entry, "tag"),
+            args: entry["args"].clone(),
         })
         .collect())
 }
@@ -190,65 +261,4 @@ fn zonemaster_test_cases() -> Vec<String> {
     // zone, not an error.
     cases.extend((1..=18).filter(|n| *n != 12).map(|n| format!("dnssec{n:02}")));
     cases
-}
-
-/// dnsviz's errors and warnings for the zone, from `dnsviz probe` (authoritative
-/// analysis of the two servers, EDNS checks, no ancestry) and `dnsviz grok`.
-async fn run_dnsviz(work: &Path) -> Result<Vec<String>> {
-    let servers: Vec<String> = SERVERS
-        .iter()
-        .map(|(name, address)| format!("{name}={address}"))
-        .collect();
-    let servers = servers.join(",");
-    let zone = ZONE.trim_end_matches('.');
-    let probe = work.join("probe.json");
-    let output = tokio::process::Command::new("dnsviz")
-        .args(["probe", "-A", "-4", "-E", "-b", SOURCE, "-a", zone])
-        .args(["-x", &format!("{zone}:{servers}"), "-N", &format!("{zone}:{servers}")])
-        .arg("-o")
-        .arg(&probe)
-        .arg(zone)
-        .output()
-        .await
-        .context("cannot run dnsviz (hack/deps.sh installs it)")?;
-    if !output.status.success() {
-        bail!("dnsviz probe failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let output = tokio::process::Command::new("dnsviz")
-        .args(["grok", "-l", "warning", "-r"])
-        .arg(&probe)
-        .output()
-        .await?;
-    let grok: Value = serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "dnsviz grok printed no JSON: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
-    let mut found = Vec::new();
-    collect_findings(&grok, "", &mut found);
-    Ok(found)
-}
-
-/// Every `errors` and `warnings` entry anywhere in grok's output, with its path.
-fn collect_findings(value: &Value, path: &str, found: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map {
-                if key == "errors" || key == "warnings" {
-                    for item in inner.as_array().into_iter().flatten() {
-                        found.push(format!("{path}/{key}: {item}"));
-                    }
-                } else {
-                    collect_findings(inner, &format!("{path}/{key}"), found);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                collect_findings(item, &format!("{path}[{i}]"), found);
-            }
-        }
-        _ => {}
-    }
 }
